@@ -1,0 +1,61 @@
+"""The keys vertspine adds to detectron2's config, each with its meaning.
+
+Every tool and ``train_net.py`` calls :func:`add_vertspine_config` before ``merge_from_file``, so
+no vertspine YAML meets "Non-existent config key". Model families add their own node
+(``MODEL.VERTFOUND``, ``MODEL.SPARSE_RCNN``, ...) through an ``add_<family>_config`` listed in
+``_FAMILY_CONFIGS``.
+"""
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+__all__ = ["add_vertspine_config", "get_vertspine_cfg"]
+
+
+def _add_framework_config(cfg: CN) -> None:
+    """Keys of the training framework shared by every family."""
+    # Datasets registered from COCO json at setup: a list of [name, json_file, image_root].
+    cfg.DATASETS.COCO_JSON = []
+    # Number of classes each COCO_JSON dataset must have (0 = take it from the json).
+    cfg.DATASETS.COCO_NUM_CLASSES = 0
+
+    # Optimizer: "SGD" (momentum SOLVER.MOMENTUM) or "ADAMW" (betas SOLVER.BETAS).
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    # Adam/AdamW (beta1, beta2).
+    cfg.SOLVER.BETAS = (0.9, 0.999)
+    # CLIP_GRADIENTS.CLIP_TYPE also accepts "full_model": one norm over all parameters.
+
+    # Keep the checkpoint with the best value of an evaluation metric ("" = off),
+    # e.g. "bbox/AP50"; written as OUTPUT_DIR/model_best.pth.
+    cfg.TEST.BEST_CHECKPOINT_METRIC = ""
+    # "max" when larger is better (AP), "min" when smaller is better (a loss).
+    cfg.TEST.BEST_CHECKPOINT_MODE = "max"
+    # Iterations between validation-loss measurements on DATASETS.TEST[0] (0 = off).
+    cfg.TEST.VAL_LOSS_PERIOD = 0
+    # Batches of that dataset averaged for one validation-loss measurement.
+    cfg.TEST.VAL_LOSS_NUM_BATCHES = 10
+
+    # Seconds between progress lines in the log (iteration, ETA, losses); 0 = every writer call.
+    cfg.VERTSPINE = CN()
+    cfg.VERTSPINE.LOG_PERIOD = 20
+
+
+# One entry per model family: the families' add_<family>_config functions.
+_FAMILY_CONFIGS = (_add_framework_config,)
+
+
+def add_vertspine_config(cfg: CN) -> CN:
+    """Add every vertspine key, with its default, to a detectron2 config (in place).
+
+    Args:
+        cfg: a detectron2 config, usually from :func:`detectron2.config.get_cfg`.
+    Returns:
+        The same config, for chaining.
+    """
+    for add_family_config in _FAMILY_CONFIGS:
+        add_family_config(cfg)
+    return cfg
+
+
+def get_vertspine_cfg() -> CN:
+    """A fresh detectron2 config with every vertspine key added."""
+    return add_vertspine_config(get_cfg())
