@@ -34,8 +34,9 @@ def _add_framework_config(cfg: CN) -> None:
     # Batches of that dataset averaged for one validation-loss measurement.
     cfg.TEST.VAL_LOSS_NUM_BATCHES = 10
 
-    # Seconds between progress lines in the log (iteration, ETA, losses); 0 = every writer call.
+    # Settings of the vertspine framework itself.
     cfg.VERTSPINE = CN()
+    # Iterations between progress lines (iteration, ETA, losses) and metrics.json/TensorBoard writes.
     cfg.VERTSPINE.LOG_PERIOD = 20
 
 

@@ -44,13 +44,26 @@ def _unavailable(feature: str) -> CompiledOpsUnavailable:
     return CompiledOpsUnavailable(
         f"'{feature}' needs detectron2's compiled ops (detectron2._C), and this detectron2 was "
         f"installed without them (PyPI 0.6 sources). Features that need them: deformable "
-        f"convolution, rotated boxes / rotated NMS / ROIAlignRotated, the C++ COCOeval. "
+        f"convolution on GPU, rotated boxes / rotated NMS / ROIAlignRotated, the C++ COCOeval. "
         + _HOW_TO_FIX
     )
 
 
 class _MissingCompiledOps(types.ModuleType):
     """Stand-in for ``detectron2._C``: importable, but any use raises with the fix."""
+
+    # detectron2.utils.collect_env (run by default_setup) reads these three.
+    @staticmethod
+    def get_compiler_version():
+        return "none (detectron2 installed without compiled ops)"
+
+    @staticmethod
+    def get_cuda_version():
+        return "none (detectron2 installed without compiled ops)"
+
+    @staticmethod
+    def has_cuda():
+        return False
 
     def __getattr__(self, name):
         if name.startswith("__"):

@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny phantom dataset and helpers to run train_net.py in a subprocess."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTANT_CONFIG = os.path.join(
+    REPO_ROOT, "configs/quick_schedules/faster_rcnn_R_18_FPN_phantom_lesions_instant_test.yaml"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory):
+    """A phantom dataset of 8 train and 4 val radiographs, written once per test session.
+
+    Returns:
+        dict with ``root`` and the ``KEY VALUE`` overrides that register and use its lesion
+        splits as ``tiny_lesions_train`` / ``tiny_lesions_val`` through DATASETS.COCO_JSON.
+    """
+    from vertspine.data.phantom import PhantomConfig, generate_phantom_dataset
+
+    root = str(tmp_path_factory.mktemp("phantom"))
+    generate_phantom_dataset(root, PhantomConfig(num_train=8, num_val=4, seed=3))
+    entries = [
+        [f"tiny_lesions_{split}", os.path.join(root, "annotations", f"lesions_{split}.json"),
+         os.path.join(root, "images", split)]
+        for split in ("train", "val")
+    ]
+    opts = [
+        "DATASETS.COCO_JSON", repr(entries),
+        "DATASETS.TRAIN", "('tiny_lesions_train',)",
+        "DATASETS.TEST", "('tiny_lesions_val',)",
+    ]
+    return {"root": root, "opts": opts}
+
+
+def run_train_net(args, *, timeout=600, check=True):
+    """Run ``python train_net.py ARGS`` from the repository root; returns CompletedProcess."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "train_net.py"), *args],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"train_net.py {' '.join(args)} exited {result.returncode}:\n{result.stderr[-6000:]}"
+        )
+    return result

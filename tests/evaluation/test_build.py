@@ -1,0 +1,43 @@
+"""The evaluator comes from the dataset's evaluator_type metadata."""
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import COCOEvaluator
+
+from vertspine.config import get_vertspine_cfg
+from vertspine.evaluation import build_evaluator, register_evaluator, registered_evaluator_types
+
+
+@pytest.fixture
+def dataset_name(tmp_path):
+    name = f"evaluator_test_{tmp_path.name}"
+    DatasetCatalog.register(name, lambda: [])
+    yield name
+    DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+
+
+def test_coco_evaluator_uses_pycocotools_without_compiled_ops(dataset_name, tmp_path):
+    from vertspine.utils.compiled_ops import has_compiled_ops
+
+    json_file = tmp_path / "empty.json"
+    json_file.write_text('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}')
+    MetadataCatalog.get(dataset_name).set(evaluator_type="coco", json_file=str(json_file))
+    evaluator = build_evaluator(get_vertspine_cfg(), dataset_name, str(tmp_path))
+    assert isinstance(evaluator, COCOEvaluator)
+    assert evaluator._use_fast_impl is has_compiled_ops()
+    assert evaluator._tasks == ("bbox",)
+
+
+def test_missing_and_unknown_evaluator_type_are_named(dataset_name, tmp_path):
+    cfg = get_vertspine_cfg()
+    with pytest.raises(ValueError, match=f"'{dataset_name}' has no 'evaluator_type'.*coco"):
+        build_evaluator(cfg, dataset_name, str(tmp_path))
+    MetadataCatalog.get(dataset_name).set(evaluator_type="vertebra_levels_typo")
+    with pytest.raises(ValueError, match="'vertebra_levels_typo'.*known: .*coco"):
+        build_evaluator(cfg, dataset_name, str(tmp_path))
+
+
+def test_families_register_new_evaluator_types():
+    assert "coco" in registered_evaluator_types()
+    with pytest.raises(ValueError, match="already registered for 'coco'"):
+        register_evaluator("coco")(lambda cfg, name, folder: None)

@@ -1,0 +1,146 @@
+"""train_net.py, the detectron2 command line: overrides, --eval-only, --resume, 2 gloo processes.
+
+The runs use the instant R-18 config on the tiny phantom (seconds on a CPU).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import INSTANT_CONFIG, REPO_ROOT, run_train_net
+
+sys.path.insert(0, REPO_ROOT)
+import train_net  # noqa: E402
+
+
+def _parse(*argv):
+    return train_net.build_argument_parser().parse_args(["--config-file", INSTANT_CONFIG, *argv])
+
+
+def test_dist_url_defaults_to_auto():
+    assert _parse().dist_url == "auto"
+
+
+def test_command_line_override_changes_config(tmp_path):
+    cfg = train_net.setup(_parse("SOLVER.BASE_LR", "0.123", "SOLVER.OPTIMIZER", "ADAMW",
+                                 "OUTPUT_DIR", str(tmp_path)))
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.123)
+    assert cfg.SOLVER.OPTIMIZER == "ADAMW"
+    assert cfg.MODEL.RESNETS.DEPTH == 18  # from the file, through _BASE_
+    with open(tmp_path / "config.yaml") as f:  # the dumped config carries the override
+        assert "BASE_LR: 0.123" in f.read()
+
+
+def test_unknown_config_key_names_the_key(tmp_path):
+    with pytest.raises(KeyError, match="SOLVER.NOT_A_KEY"):
+        train_net.setup(_parse("SOLVER.NOT_A_KEY", "1", "OUTPUT_DIR", str(tmp_path)))
+
+
+def test_eval_only_without_weights_says_what_to_add(tiny_phantom, tmp_path):
+    result = run_train_net(["--config-file", INSTANT_CONFIG, "--eval-only", *tiny_phantom["opts"],
+                            "OUTPUT_DIR", str(tmp_path)], check=False)
+    assert result.returncode != 0
+    assert "MODEL.WEIGHTS" in result.stderr
+
+
+def _results(output_dir):
+    with open(os.path.join(output_dir, "inference", "evaluation_results.json")) as f:
+        return json.load(f)["results"]
+
+
+def _predictions(output_dir):
+    path = os.path.join(output_dir, "inference", "tiny_lesions_val", "coco_instances_results.json")
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_train_then_eval_only_reproduces_metrics(tiny_phantom, tmp_path):
+    train_dir, eval_dir = str(tmp_path / "train"), str(tmp_path / "eval")
+    run_train_net(["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"], "OUTPUT_DIR", train_dir])
+    for name in ("model_final.pth", "metrics.json", "last_checkpoint", "log.txt"):
+        assert os.path.isfile(os.path.join(train_dir, name)), name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(train_dir))
+    trained = _results(train_dir)
+
+    run_train_net(["--config-file", INSTANT_CONFIG, "--eval-only", *tiny_phantom["opts"],
+                   "MODEL.WEIGHTS", os.path.join(train_dir, "model_final.pth"),
+                   "OUTPUT_DIR", eval_dir])
+    evaluated = _results(eval_dir)
+    assert set(trained["bbox"]) >= {"AP", "AP50", "AP75"}
+    assert evaluated == trained
+    train_predictions, eval_predictions = _predictions(train_dir), _predictions(eval_dir)
+    assert len(train_predictions) > 0
+    assert eval_predictions == train_predictions
+
+
+def _iterations_logged(output_dir):
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [json.loads(line)["iteration"] for line in f if '"total_loss"' in line]
+
+
+def test_resume_after_kill_continues_at_next_iteration(tiny_phantom, tmp_path):
+    out = str(tmp_path)
+    args = ["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"], "SOLVER.MAX_ITER", "40",
+            "SOLVER.CHECKPOINT_PERIOD", "4", "OUTPUT_DIR", out]
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train_net.py"), *args],
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = os.path.join(out, "model_0000007.pth")  # saved after 8 iterations
+    deadline = time.time() + 300
+    while not os.path.exists(checkpoint) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert os.path.exists(checkpoint), "the run ended before its second checkpoint"
+    assert not os.path.exists(os.path.join(out, "model_final.pth"))
+    with open(os.path.join(out, "last_checkpoint")) as f:
+        last = f.read().strip()
+    last_iteration = torch.load(os.path.join(out, last), map_location="cpu",
+                                weights_only=False)["iteration"]
+    assert last_iteration >= 7
+
+    result = run_train_net(["--resume", *args])
+    log = result.stdout + result.stderr
+    assert f"Starting training from iteration {last_iteration + 1}" in log
+    final = torch.load(os.path.join(out, "model_final.pth"), map_location="cpu",
+                       weights_only=False)
+    assert final["iteration"] == 39
+    assert _iterations_logged(out)[-1] == 39
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def _distance(a, b):
+    return torch.sqrt(sum(((a[k].float() - b[k].float()) ** 2).sum() for k in a)).item()
+
+
+# Every anchor and proposal is used (no random subsampling, whose draws differ between one
+# process and two), and no augmentation: one process with 2 images per batch and two processes
+# with 1 image each then see the same data and the same losses.
+_DETERMINISTIC = [
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "1000000", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "1000000",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "1",
+    "SOLVER.BASE_LR", "0.01", "DATALOADER.NUM_WORKERS", "0",
+]
+
+
+def test_two_gloo_processes_train_like_one(tiny_phantom, tmp_path):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    base = ["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"], *_DETERMINISTIC]
+    run_train_net(["--num-gpus", "1", *base, "OUTPUT_DIR", one])
+    run_train_net(["--num-gpus", "2", *base, "OUTPUT_DIR", two])
+    assert os.path.isfile(os.path.join(two, "log.txt.rank1")), "no second process ran"
+
+    w_first = _weights(os.path.join(one, "model_0000000.pth"))
+    w_one = _weights(os.path.join(one, "model_final.pth"))
+    w_two = _weights(os.path.join(two, "model_final.pth"))
+    moved = _distance(w_one, w_first)  # how far 3 optimizer steps moved the weights
+    assert moved > 1e-3
+    # Up to the mean-of-means of the ROI-head losses, two processes follow one process.
+    assert _distance(w_two, w_one) < 0.05 * moved

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Train or evaluate any vertspine model: the detectron2 command line.
+
+    python train_net.py --config-file configs/phantom/faster_rcnn_R_50_FPN_phantom_lesions.yaml \
+        --num-gpus 1 MODEL.DEVICE cpu
+    python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS output/model_final.pth
+    python train_net.py --config-file CONFIG --resume          # continue after a stop
+
+``--num-gpus N`` starts N processes: one per GPU with NCCL where there are GPUs, N CPU processes
+with gloo where there are none. ``--dist-url`` defaults to ``auto`` (a free local port).
+Trailing ``KEY VALUE`` pairs override the config.
+"""
+import logging
+
+from detectron2.engine import default_argument_parser, default_setup
+
+import vertspine  # noqa: F401  (detectron2 without compiled ops; registrations)
+from vertspine.config import get_vertspine_cfg
+from vertspine.data import register_datasets_from_config
+from vertspine.engine import AtomicDetectionCheckpointer, Trainer, launch
+
+logger = logging.getLogger("vertspine")
+
+
+def setup(args):
+    """Config from defaults + vertspine keys + file + command-line overrides; logging, seeds,
+    config dump in OUTPUT_DIR; datasets named in DATASETS.COCO_JSON registered."""
+    cfg = get_vertspine_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    register_datasets_from_config(cfg)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        if not cfg.MODEL.WEIGHTS and not args.resume:
+            raise ValueError("--eval-only needs weights: add MODEL.WEIGHTS path/to/model.pth "
+                             "(or --resume to use OUTPUT_DIR/last_checkpoint).")
+        model = Trainer.build_model(cfg)
+        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def build_argument_parser():
+    """detectron2's parser with ``--dist-url auto`` as the default."""
+    parser = default_argument_parser()
+    parser.set_defaults(dist_url="auto")
+    return parser
+
+
+if __name__ == "__main__":
+    args = build_argument_parser().parse_args()
+    logger.info("Command line arguments: %s", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

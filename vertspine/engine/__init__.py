@@ -1,0 +1,11 @@
+"""Training engine: launch (GPU/NCCL or CPU/gloo), Trainer, hooks, atomic checkpoints."""
+from .checkpoint import AtomicDetectionCheckpointer, atomic_write
+from .hooks import ValidationLoss
+from .launch import create_ddp_model, launch
+from .optimizer import build_optimizer
+from .trainer import Trainer
+
+__all__ = [
+    "AtomicDetectionCheckpointer", "Trainer", "ValidationLoss", "atomic_write",
+    "build_optimizer", "create_ddp_model", "launch",
+]

@@ -1,0 +1,109 @@
+"""The vertspine Trainer: detectron2's DefaultTrainer with the hooks research needs.
+
+What differs from DefaultTrainer, and why:
+- DDP without ``device_ids`` for CPU models (gloo runs; see :mod:`vertspine.engine.launch`).
+- Checkpoints written atomically (:class:`AtomicDetectionCheckpointer`).
+- SGD or AdamW, with full-model gradient-norm clipping available (:mod:`.optimizer`).
+- Images read by vertspine's reader (DICOM, 16-bit PNG) through ``VertspineDatasetMapper``.
+- The evaluator chosen from the dataset's ``evaluator_type`` (:mod:`vertspine.evaluation`);
+  results written to ``OUTPUT_DIR/inference/evaluation_results.json``.
+- Optional hooks: validation loss (``TEST.VAL_LOSS_PERIOD``) and best checkpoint
+  (``TEST.BEST_CHECKPOINT_METRIC``); the progress line every ``VERTSPINE.LOG_PERIOD`` iterations.
+"""
+import json
+import logging
+import os
+import weakref
+
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import transforms as T
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from vertspine.data import VertspineDatasetMapper
+from vertspine.evaluation import build_evaluator
+
+from .checkpoint import AtomicDetectionCheckpointer, atomic_write
+from .hooks import ValidationLoss
+from .launch import create_ddp_model
+from .optimizer import build_optimizer
+
+__all__ = ["Trainer"]
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with vertspine's launch, checkpointing, optimizer, data and hooks."""
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_class(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicDetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=VertspineDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        mapper = VertspineDatasetMapper(cfg, is_train=False)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def build_validation_loss_loader(cls, cfg, dataset_name):
+        """Ground truth kept, only the test-time resize: the same batches at every measurement."""
+        resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        mapper = VertspineDatasetMapper(cfg, is_train=True, augmentations=[resize])
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Evaluate on every DATASETS.TEST and write the results as JSON (main process)."""
+        results = super().test(cfg, model, evaluators)
+        if comm.is_main_process():
+            path = os.path.join(cfg.OUTPUT_DIR, "inference", "evaluation_results.json")
+            with atomic_write(path, "w") as f:
+                json.dump({"datasets": list(cfg.DATASETS.TEST), "results": results}, f, indent=2)
+        return results
+
+    def build_hooks(self):
+        """DefaultTrainer's hooks, plus validation loss and best checkpoint when configured,
+        with the writers' period set by VERTSPINE.LOG_PERIOD."""
+        cfg = self.cfg
+        ret = [h for h in super().build_hooks() if not isinstance(h, hooks.PeriodicWriter)]
+        if cfg.TEST.VAL_LOSS_PERIOD > 0 and cfg.DATASETS.TEST:
+            loader = self.build_validation_loss_loader(cfg, cfg.DATASETS.TEST[0])
+            ret.append(ValidationLoss(cfg.TEST.VAL_LOSS_PERIOD, loader, cfg.TEST.VAL_LOSS_NUM_BATCHES))
+        if cfg.TEST.BEST_CHECKPOINT_METRIC and comm.is_main_process():
+            ret.append(hooks.BestCheckpointer(
+                cfg.TEST.EVAL_PERIOD, self.checkpointer, cfg.TEST.BEST_CHECKPOINT_METRIC,
+                mode=cfg.TEST.BEST_CHECKPOINT_MODE,
+            ))
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.VERTSPINE.LOG_PERIOD))
+        return ret

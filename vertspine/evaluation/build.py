@@ -1,0 +1,70 @@
+"""Choosing the evaluator of a dataset from its metadata, in one place.
+
+``MetadataCatalog.get(name).evaluator_type`` names a builder registered with
+:func:`register_evaluator`: a function ``(cfg, dataset_name, output_folder) -> DatasetEvaluator``.
+Model families register their own evaluators (e.g. vertebra-level accuracy) under new names.
+(fvcore's Registry keys entries by ``__name__``; evaluator types are data-facing names such as
+"coco", so a keyed table is used here.)
+"""
+from typing import Callable, Dict
+
+from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
+
+from vertspine.utils.compiled_ops import has_compiled_ops
+
+__all__ = ["register_evaluator", "registered_evaluator_types", "build_evaluator"]
+
+EvaluatorBuilder = Callable[[CfgNode, str, str], DatasetEvaluator]
+_EVALUATOR_BUILDERS: Dict[str, EvaluatorBuilder] = {}
+
+
+def register_evaluator(evaluator_type: str) -> Callable[[EvaluatorBuilder], EvaluatorBuilder]:
+    """Decorator: register ``builder(cfg, dataset_name, output_folder)`` for ``evaluator_type``."""
+
+    def decorator(builder: EvaluatorBuilder) -> EvaluatorBuilder:
+        if evaluator_type in _EVALUATOR_BUILDERS:
+            raise ValueError(f"An evaluator is already registered for '{evaluator_type}'.")
+        _EVALUATOR_BUILDERS[evaluator_type] = builder
+        return builder
+
+    return decorator
+
+
+def registered_evaluator_types() -> list:
+    """Sorted names usable as a dataset's ``evaluator_type``."""
+    return sorted(_EVALUATOR_BUILDERS)
+
+
+@register_evaluator("coco")
+def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) -> COCOEvaluator:
+    """COCO box (and mask, with MODEL.MASK_ON) AP; the C++ COCOeval only when compiled."""
+    tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+    return COCOEvaluator(
+        dataset_name,
+        tasks=tasks,
+        distributed=True,
+        output_dir=output_folder,
+        use_fast_impl=has_compiled_ops(),
+    )
+
+
+def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) -> DatasetEvaluator:
+    """The evaluator registered under the dataset's ``evaluator_type`` metadata.
+
+    Raises:
+        ValueError: the dataset has no ``evaluator_type``, or it names no registered evaluator.
+    """
+    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    if evaluator_type is None:
+        raise ValueError(
+            f"Dataset '{dataset_name}' has no 'evaluator_type' metadata; set it when registering "
+            f"(one of: {', '.join(registered_evaluator_types())})."
+        )
+    if evaluator_type not in _EVALUATOR_BUILDERS:
+        raise ValueError(
+            f"Dataset '{dataset_name}' asks for evaluator_type '{evaluator_type}', which is not "
+            f"registered; known: {', '.join(registered_evaluator_types())}."
+        )
+    return _EVALUATOR_BUILDERS[evaluator_type](cfg, dataset_name, output_folder)
