@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+import vertspine  # noqa: F401  (first: makes detectron2 importable without compiled ops)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTANT_CONFIG = os.path.join(
     REPO_ROOT, "configs/quick_schedules/faster_rcnn_R_18_FPN_phantom_lesions_instant_test.yaml"

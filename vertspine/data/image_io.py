@@ -187,6 +187,8 @@ def _exif_orientation(data: bytes) -> int:
     """The EXIF orientation tag (1..8) of an encoded image, 1 when absent or unreadable."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.format == "PNG" and "exif" not in image.info:
+                return 1  # else Pillow decodes all pixels looking for an eXIf chunk after IDAT
             return int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1))
     except Exception:  # EXIF is optional metadata: a broken block means "no rotation"
         return 1

@@ -21,7 +21,7 @@ from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, Trainer
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vertspine.data import VertspineDatasetMapper
+from vertspine.data import VertspineDatasetMapper, check_num_classes
 from vertspine.evaluation import build_evaluator
 
 from .checkpoint import AtomicDetectionCheckpointer, atomic_write
@@ -61,12 +61,16 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=VertspineDatasetMapper(cfg, is_train=True))
+        loader = build_detection_train_loader(cfg, mapper=VertspineDatasetMapper(cfg, is_train=True))
+        check_num_classes(cfg, cfg.DATASETS.TRAIN)
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         mapper = VertspineDatasetMapper(cfg, is_train=False)
-        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+        loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+        check_num_classes(cfg, [dataset_name])
+        return loader
 
     @classmethod
     def build_validation_loss_loader(cls, cfg, dataset_name):

@@ -1,0 +1,17 @@
+"""Data: image reading, validated COCO registration, the dataset mapper, the phantom datasets."""
+from .class_count import NUM_CLASSES_KEYS, check_num_classes
+from .coco_registration import (
+    DatasetValidationError,
+    load_validated_coco_json,
+    register_coco_dataset,
+    register_datasets_from_config,
+    unregister_dataset,
+)
+from .dataset_mapper import VertspineDatasetMapper
+from .image_io import ImageReadError, read_dicom, read_image
+
+__all__ = [
+    "NUM_CLASSES_KEYS", "DatasetValidationError", "ImageReadError", "VertspineDatasetMapper",
+    "check_num_classes", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset",
+    "register_datasets_from_config", "unregister_dataset",
+]
