@@ -37,7 +37,7 @@ def test_command_line_override_changes_config(tmp_path):
 
 
 def test_unknown_config_key_names_the_key(tmp_path):
-    with pytest.raises(KeyError, match="SOLVER.NOT_A_KEY"):
+    with pytest.raises(AssertionError, match="Non-existent key: SOLVER.NOT_A_KEY"):
         train_net.setup(_parse("SOLVER.NOT_A_KEY", "1", "OUTPUT_DIR", str(tmp_path)))
 
 

@@ -88,13 +88,14 @@ def test_png_8bit_colour_channel_order(tmp_path):
     assert np.abs(read_image(path, "L")[:, :, 0].astype(int) - expected_l).max() <= 1
 
 
-def test_png_16bit_gray_min_max_rule(tmp_path):
+@pytest.mark.parametrize("extension", [".png", ".tif"])
+def test_16bit_gray_min_max_rule(tmp_path, extension):
     values = np.array([[1000, 1100], [2900, 5000]], dtype=np.uint16)
     image16 = np.kron(values, np.ones((H // 2, W // 2), dtype=np.uint16))
-    path = str(tmp_path / "gray16.png")
+    path = str(tmp_path / f"gray16{extension}")
     cv2.imwrite(path, image16)
     # floor((v - 1000) * 255 / 4000 + 0.5): 0, 6.375 -> 6, 121.125 -> 121, 255
-    expected = np.kron(np.array([[0, 6], [121, 255]], np.uint8), np.ones((H // 2, W // 2), np.uint8))
+    expected = np.kron(np.array([[0, 6], [121, 255]], np.uint8), np.ones((H // 2, W // 2)))
     image = read_image(path, "RGB")
     assert image.dtype == np.uint8 and image.shape == (H, W, 3)
     assert np.array_equal(image[:, :, 0], expected) and np.array_equal(image[:, :, 2], expected)
@@ -110,6 +111,15 @@ def test_png_16bit_colour_is_scaled_jointly(tmp_path):
     # floor(v * 255 / 4400 + 0.5): 400 -> 23.18 -> 23, 2400 -> 139.09 -> 139, 4400 -> 255
     assert rgb[5, 5].tolist() == [255, 139, 23]
     assert rgb[0, 0].tolist() == [0, 0, 0]
+
+
+def test_float_tiff_with_nan_is_rejected(tmp_path):
+    values = np.ones((H, W), np.float32)
+    values[3, 4] = np.nan
+    path = str(tmp_path / "float.tif")
+    cv2.imwrite(path, values)
+    with pytest.raises(ImageReadError, match="float.tif.*NaN"):
+        read_image(path)
 
 
 def test_min_max_to_uint8_rule():

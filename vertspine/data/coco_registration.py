@@ -111,7 +111,9 @@ def register_coco_dataset(
         raise ValueError(_conflict_message(name, registration))
     DatasetCatalog.register(name, _make_loader(name, registration))
     MetadataCatalog.get(name).set(
-        json_file=registration.json_file, image_root=registration.image_root, **registration.metadata
+        json_file=registration.json_file,
+        image_root=registration.image_root,
+        **registration.metadata,
     )
     _REGISTRATIONS[name] = registration
 
@@ -137,7 +139,7 @@ def register_datasets_from_config(cfg) -> List[str]:
     Returns:
         The registered names, in config order.
     Raises:
-        ValueError: an entry is not a list of 3 strings, or a name conflicts.
+        ValueError: an entry is not a 3-item list, or a name conflicts.
     """
     names = []
     for entry in cfg.DATASETS.COCO_JSON:
@@ -352,7 +354,7 @@ def _check_annotation_ids(
         [f"annotation id {a['id']} -> category_id {a.get('category_id')}" for a in annotations
          if a.get("category_id") not in category_ids],
         f"annotations have a category_id not among the categories {sorted(category_ids)}",
-        "fix their category_id or add the category",
+        "correct their category_id, or add the category",
     )
 
 
@@ -368,7 +370,7 @@ def _clean_boxes(
         [f"annotation id {a['id']}: bbox {a.get('bbox')}" for a in annotations
          if not _is_xywh(a.get("bbox"))],
         "annotations have no bbox of 4 finite numbers [x, y, width, height]",
-        "fix or remove those annotations",
+        "correct or remove those annotations",
     )
     kept: Dict[Any, List[float]] = {}
     problems: Dict[str, List[Any]] = {"degenerate": [], "outside": [], "clipped": []}

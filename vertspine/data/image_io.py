@@ -85,9 +85,11 @@ def read_image(path: PathLike, format: str = "BGR") -> np.ndarray:
         raise ValueError(f"Unsupported image format {format!r}: use one of {IMAGE_FORMATS}.")
     data = _read_bytes(path)
     if _is_dicom(path, data):
-        image = min_max_to_uint8(_dicom_values(path, data, apply_voi=True))
+        image = _dicom_values(path, data, apply_voi=True)
     else:
         image = _decode_raster(path, data)
+    if image.dtype != np.uint8:
+        image = _quantise(path, image)
     return np.ascontiguousarray(_to_format(image, format))
 
 
@@ -164,7 +166,10 @@ def _is_dicom(path: PathLike, data: bytes) -> bool:
 
 
 def _decode_raster(path: PathLike, data: bytes) -> np.ndarray:
-    """Decode PNG/JPEG/TIFF/BMP bytes to uint8 [H, W] (gray) or [H, W, 3] (BGR), upright."""
+    """Decode PNG/JPEG/TIFF/BMP bytes to [H, W] (gray) or [H, W, 3] (BGR), upright.
+
+    The dtype is the file's: uint8, or uint16/float for 16-bit and float images.
+    """
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageReadError(
@@ -174,13 +179,15 @@ def _decode_raster(path: PathLike, data: bytes) -> np.ndarray:
         )
     if image.ndim == 3:
         image = image[:, :, 0] if image.shape[2] == 1 else image[:, :, :3]  # drop alpha
-    image = _EXIF_TRANSFORMS.get(_exif_orientation(data), lambda a: a)(image)
-    if image.dtype == np.uint8:
-        return image
+    return _EXIF_TRANSFORMS.get(_exif_orientation(data), lambda a: a)(image)
+
+
+def _quantise(path: PathLike, values: np.ndarray) -> np.ndarray:
+    """:func:`min_max_to_uint8`, with the file named when the values are not finite."""
     try:
-        return min_max_to_uint8(image)
+        return min_max_to_uint8(values)
     except ValueError as e:
-        raise ImageReadError(f"{os.fspath(path)}: {e}; fix the file.") from e
+        raise ImageReadError(f"{os.fspath(path)}: {e}; fix or re-export the file.") from e
 
 
 def _exif_orientation(data: bytes) -> int:

@@ -1,0 +1,100 @@
+"""Names, splits and parameters of the phantom dataset (no drawing here)."""
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "LESION_CLASSES",
+    "PhantomConfig",
+    "SPLITS",
+    "VERTEBRA_LEVELS",
+    "split_index",
+]
+
+# Bump whenever a change alters any generated pixel or annotation: cached datasets regenerate.
+GENERATOR_VERSION = "vertspine-phantom-1"
+
+# VerSe numbering: index + 1 is the COCO category id (C1 = 1 ... L5 = 24, L6 = 25).
+VERTEBRA_LEVELS: Tuple[str, ...] = (
+    tuple(f"C{i}" for i in range(1, 8))
+    + tuple(f"T{i}" for i in range(1, 13))
+    + tuple(f"L{i}" for i in range(1, 7))
+)
+# VinDr-SpineXR lesion classes (their spelling): index + 1 is the COCO category id.
+LESION_CLASSES: Tuple[str, ...] = (
+    "Osteophytes",
+    "Surgical implant",
+    "Spondylolysthesis",
+    "Foraminal stenosis",
+    "Disc space narrowing",
+    "Vertebral collapse",
+    "Other lesions",
+)
+SPLITS: Tuple[str, ...] = ("train", "val")
+
+
+def split_index(split: str) -> int:
+    """The integer that seeds ``split`` (its position in :data:`SPLITS`).
+
+    Raises:
+        ValueError: ``split`` is not one of :data:`SPLITS`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown phantom split {split!r}; expected one of {SPLITS}.")
+    return SPLITS.index(split)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Everything that determines the phantom dataset (stored in its manifest).
+
+    Attributes:
+        image_height: image rows in pixels.
+        image_width: image columns in pixels.
+        num_train: images in the "train" split.
+        num_val: images in the "val" split.
+        normal_fraction: probability that an image has no lesion.
+        seed: base seed; image ``i`` of a split uses ``default_rng([seed, split_index, i])``.
+        min_vertebrae: fewest vertebrae in view (at least 4).
+        max_vertebrae: most vertebrae in view.
+        max_lesions: most lesions in an abnormal image (each of a different class).
+        l6_probability: probability of a transitional L6 in an image whose run reaches L5.
+    """
+
+    image_height: int = 256
+    image_width: int = 256
+    num_train: int = 200
+    num_val: int = 50
+    normal_fraction: float = 0.3
+    seed: int = 0
+    min_vertebrae: int = 4
+    max_vertebrae: int = 12
+    max_lesions: int = 4
+    l6_probability: float = 0.1
+
+    def __post_init__(self):
+        if min(self.image_height, self.image_width) < 64:
+            raise ValueError(f"Phantom images need at least 64x64 pixels, got {self.size}.")
+        if min(self.num_train, self.num_val, self.seed) < 0:
+            raise ValueError("num_train, num_val and seed must be non-negative.")
+        if not 4 <= self.min_vertebrae <= self.max_vertebrae <= len(VERTEBRA_LEVELS) - 1:
+            raise ValueError("Need 4 <= min_vertebrae <= max_vertebrae <= 24.")
+        if not 1 <= self.max_lesions <= len(LESION_CLASSES):
+            raise ValueError(f"max_lesions must be in 1..{len(LESION_CLASSES)}.")
+        for name in ("normal_fraction", "l6_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1].")
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(height, width) of every image."""
+        return self.image_height, self.image_width
+
+    def num_images(self, split: str) -> int:
+        """How many images ``split`` has."""
+        return (self.num_train, self.num_val)[split_index(split)]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The parameters as a JSON-ready dict."""
+        return dataclasses.asdict(self)
