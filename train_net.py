@@ -12,9 +12,8 @@ Trailing ``KEY VALUE`` pairs override the config.
 """
 import logging
 
+import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registrations)
 from detectron2.engine import default_argument_parser, default_setup
-
-import vertspine  # noqa: F401  (detectron2 without compiled ops; registrations)
 from vertspine.config import get_vertspine_cfg
 from vertspine.data import register_datasets_from_config
 from vertspine.engine import AtomicDetectionCheckpointer, Trainer, launch

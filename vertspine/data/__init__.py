@@ -9,9 +9,10 @@ from .coco_registration import (
 )
 from .dataset_mapper import VertspineDatasetMapper
 from .image_io import ImageReadError, read_dicom, read_image
+from .builtin import PHANTOM_DATASET_NAMES, register_phantom_datasets  # registers phantom_*
 
 __all__ = [
-    "NUM_CLASSES_KEYS", "DatasetValidationError", "ImageReadError", "VertspineDatasetMapper",
-    "check_num_classes", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset",
+    "NUM_CLASSES_KEYS", "PHANTOM_DATASET_NAMES", "DatasetValidationError", "ImageReadError", "VertspineDatasetMapper",
+    "check_num_classes", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset", "register_phantom_datasets",
     "register_datasets_from_config", "unregister_dataset",
 ]

@@ -59,7 +59,8 @@ class PhantomConfig:
         min_vertebrae: fewest vertebrae in view (at least 4).
         max_vertebrae: most vertebrae in view.
         max_lesions: most lesions in an abnormal image (each of a different class).
-        l6_probability: probability of a transitional L6 in an image whose run reaches L5.
+        l6_probability: probability that a patient has a transitional L6 (seen when the run
+            reaches it).
     """
 
     image_height: int = 256
@@ -71,7 +72,7 @@ class PhantomConfig:
     min_vertebrae: int = 4
     max_vertebrae: int = 12
     max_lesions: int = 4
-    l6_probability: float = 0.1
+    l6_probability: float = 0.05
 
     def __post_init__(self):
         if min(self.image_height, self.image_width) < 64:

@@ -5,6 +5,7 @@ corner of the image; pixel (column i, row j) covers [i, i+1) x [j, j+1), as in C
 and detectron2 boxes. A *local frame* (u, v) is attached to each vertebra: u points posterior
 (image right when the spine is upright), v points caudal (image down); see :class:`Pose`.
 """
+import warnings
 from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence
 
@@ -58,10 +59,6 @@ class Pose:
     def to_frame(self, uv: np.ndarray) -> np.ndarray:
         """Map local (u, v) points [N, 2] to the pose's frame (x, y) [N, 2]."""
         return self.center + np.asarray(uv, dtype=float) @ rotation(self.angle).T
-
-    def axis(self, name: str) -> np.ndarray:
-        """The unit vector of local axis ``"u"`` (posterior) or ``"v"`` (caudal)."""
-        return rotation(self.angle)[:, "uv".index(name)]
 
     def rotated(self, angle: float) -> "Pose":
         """The pose after rotating its whole frame by ``angle`` about the origin."""
@@ -128,7 +125,9 @@ def rasterize(polygons: Sequence[np.ndarray], height: int, width: int) -> np.nda
     if not flat:
         return np.zeros((height, width), dtype=bool)
     rle = mask_utils.merge(mask_utils.frPyObjects(flat, height, width))
-    return mask_utils.decode(rle).astype(bool)
+    with warnings.catch_warnings():  # pycocotools' decode under numpy 2: a harmless copy= warning
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def mask_bbox(mask: np.ndarray) -> Optional[List[float]]:

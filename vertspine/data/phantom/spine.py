@@ -5,24 +5,33 @@ cervical lordosis, thoracic kyphosis and lumbar lordosis. :func:`sample_run` pic
 contiguous run in view and the pixel scale; :func:`place_run` lays the run out along the
 curved centreline (with the lesions' deformations), tilts it and fits it into the image.
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from .config import PhantomConfig
-from .shapes import Pose
-from .vertebra import region, vertebra_parts
+from .shapes import Pose, rotation
+from .vertebra import vertebra_parts
 
 __all__ = ["Deformation", "Spine", "View", "place_run", "sample_run", "sample_spine"]
 
-_L5, _L6 = 23, 24
-_BASE_HEIGHT = np.r_[[9, 16, 13, 13.5, 13.5, 14, 14.5], np.linspace(16, 24, 12), [25, 26, 27, 27, 26, 26]]
-_BASE_DEPTH = np.r_[[16, 16, 15, 15.5, 16, 16.5, 17], np.linspace(17, 30, 12), [32, 33, 34, 35, 35, 35]]
+_L6 = 24
+# Adult sizes per level C1..C7, T1..T12, L1..L6 (mm): posterior body height, body depth,
+# disc height below (C1: the offset that puts the atlas around the dens), anterior/posterior.
+_BASE_HEIGHT = np.r_[
+    [9, 16, 13, 13.5, 13.5, 14, 14.5], np.linspace(16, 24, 12), [25, 26, 27, 27, 26, 26]
+]
+_BASE_DEPTH = np.r_[
+    [16, 16, 15, 15.5, 16, 16.5, 17], np.linspace(17, 30, 12), [32, 33, 34, 35, 35, 35]
+]
 _BASE_GAP = np.r_[[2, 4.5, 4.5, 4.5, 4.5, 4.5, 5], np.linspace(4, 6.5, 12), [8, 9, 10, 11, 11, 10]]
 _ANTERIOR_RATIO = np.r_[np.ones(7), np.full(12, 0.94), [1.0, 1.0, 1.0, 1.04, 1.1, 1.08]]
 _LUMBAR_BEND_WEIGHTS = np.array([0.15, 0.2, 0.25, 0.35, 0.3])  # L1/L2 .. L5/L6
 _VIEW_MM = (190.0, 300.0)  # range of the image height in mm (sets the pixel scale)
+_ANCHOR_PROBABILITIES = (0.2, 0.25, 0.55)  # runs from C1, runs to the last lumbar, free runs
+_FILL = (0.6, 0.95)  # short runs are magnified to fill this fraction of the image height
+_MIN_VIEW_MM = 135.0  # ... but the image height never covers less than this
 _MARGIN_PX = 2.0
 
 
@@ -106,26 +115,34 @@ def sample_spine(rng: np.random.Generator, l6_probability: float) -> Spine:
     )
 
 
-def sample_run(rng: np.random.Generator, cfg: PhantomConfig, spine: Spine) -> Tuple[int, int, float]:
+def sample_run(
+    rng: np.random.Generator, cfg: PhantomConfig, spine: Spine
+) -> Tuple[int, int, float]:
     """Choose the contiguous run in view and the pixel scale.
 
-    The run starts at a uniform level and has a uniform count in
-    [min_vertebrae, max_vertebrae]; it loses bottom vertebrae until it fits the image height
-    at the sampled scale (never below min_vertebrae). An L6 joins a run that reaches L5.
+    Like clinical views, a run is anchored at C1 (a cervical view), at the last lumbar level
+    (a lumbar view) or starts at a uniform level, with a uniform count in
+    [min_vertebrae, max_vertebrae]. It loses vertebrae at its free end until it fits the
+    image height at the sampled scale (never below min_vertebrae); a run that fills less
+    than a random 60-95% of the height is then magnified up to that.
 
     Returns:
         (start, stop, scale): template slice [start, stop) and pixels per mm.
     """
     total = len(spine.levels)
-    start = int(rng.integers(0, _L5 + 2 - cfg.min_vertebrae))
-    stop = min(start + int(rng.integers(cfg.min_vertebrae, cfg.max_vertebrae + 1)), _L5 + 1)
-    if stop == _L5 + 1 and total > _L6:
-        start, stop = start + (stop - start == cfg.max_vertebrae), stop + 1
+    count = int(rng.integers(cfg.min_vertebrae, cfg.max_vertebrae + 1))
+    anchor = rng.choice(("top", "bottom", "free"), p=_ANCHOR_PROBABILITIES)
+    if anchor == "bottom":
+        start, stop = max(0, total - count), total
+    else:
+        start = 0 if anchor == "top" else int(rng.integers(0, total - cfg.min_vertebrae + 1))
+        stop = min(start + count, total)
     scale = cfg.image_height / rng.uniform(*_VIEW_MM)
     usable = cfg.image_height - 2 * _MARGIN_PX
-    while stop - start > cfg.min_vertebrae and _extent(spine, start, stop)[1] * scale > usable:
-        stop -= 1
-    return start, stop, scale
+    while stop - start > cfg.min_vertebrae and _needed_height(spine, start, stop) * scale > usable:
+        start, stop = (start + 1, stop) if anchor == "bottom" else (start, stop - 1)
+    magnified = rng.uniform(*_FILL) * usable / _needed_height(spine, start, stop)
+    return start, stop, min(max(scale, magnified), cfg.image_height / _MIN_VIEW_MM)
 
 
 def place_run(
@@ -142,7 +159,8 @@ def place_run(
     """
     start, stop, scale = run
     poses = _layout(spine, start, stop, deformation or Deformation.none(stop - start))
-    poses = [pose.rotated(np.deg2rad(rng.uniform(-10.0, 10.0))) for pose in poses]
+    tilt = np.deg2rad(rng.uniform(-10.0, 10.0))
+    poses = [pose.rotated(tilt) for pose in poses]
     (x0, y0), (x1, y1) = _bounds(poses)
     top, bottom = _context(spine, start, stop)
     need_w, need_h = x1 - x0, y1 - y0 + top + bottom
@@ -155,7 +173,8 @@ def place_run(
     extra = rng.uniform(1.0, 5.0, size=2)
     field_top = int(max(0, np.floor(corner[1] - extra[0])))
     field_bottom = int(min(height, np.ceil(corner[1] + need_h * scale + extra[1])))
-    return View(placed, (field_top, field_bottom), skull=start == 0, sacrum=stop == len(spine.levels))
+    sacrum = stop == len(spine.levels)
+    return View(placed, (field_top, field_bottom), skull=start == 0, sacrum=sacrum)
 
 
 def _layout(spine: Spine, start: int, stop: int, deformation: Deformation) -> List[Pose]:
@@ -167,28 +186,19 @@ def _layout(spine: Spine, start: int, stop: int, deformation: Deformation) -> Li
     angles = np.r_[0.0, np.cumsum(spine.bend[start : stop - 1])]
     mean_height = (anterior + posterior) / 2
     centers = [np.zeros(2)]
-    for i in range(len(index) - 1):
-        step = _tangent(angles[i]) * (mean_height[i] + gap[i]) / 2
-        step += _tangent(angles[i + 1]) * (gap[i] + mean_height[i + 1]) / 2
+    for i in range(len(index) - 1):  # half a body and half a disc along each tangent
+        step = rotation(angles[i])[:, 1] * (mean_height[i] + gap[i]) / 2
+        step += rotation(angles[i + 1])[:, 1] * (gap[i] + mean_height[i + 1]) / 2
         centers.append(centers[-1] + step)
     slip = np.cumsum((deformation.slip * spine.depth[index])[::-1])[::-1]
     poses = [
-        Pose(int(spine.levels[k]), centers[i] - slip[i] * _normal(angles[i]), float(angles[i]),
-             float(spine.depth[k]), float(posterior[i]), float(anterior[i]), float(gap[i]))
+        Pose(int(spine.levels[k]), centers[i] - slip[i] * rotation(angles[i])[:, 0],
+             float(angles[i]), float(spine.depth[k]), float(posterior[i]), float(anterior[i]),
+             float(gap[i]))
         for i, k in enumerate(index)
     ]
     chord = poses[-1].center - poses[0].center
     return [pose.rotated(-np.arctan2(chord[0], chord[1])) for pose in poses]
-
-
-def _tangent(angle: float) -> np.ndarray:
-    """The caudal unit vector of the spine at ``angle``."""
-    return np.array([np.sin(angle), np.cos(angle)])
-
-
-def _normal(angle: float) -> np.ndarray:
-    """The posterior unit vector of the spine at ``angle``."""
-    return np.array([np.cos(angle), -np.sin(angle)])
 
 
 def _bounds(poses: List[Pose]) -> Tuple[np.ndarray, np.ndarray]:
@@ -204,8 +214,8 @@ def _context(spine: Spine, start: int, stop: int) -> Tuple[float, float]:
     return top, bottom
 
 
-def _extent(spine: Spine, start: int, stop: int) -> Tuple[float, float]:
-    """(width, height) in mm the untilted run needs, context included."""
-    (x0, y0), (x1, y1) = _bounds(_layout(spine, start, stop, Deformation.none(stop - start)))
+def _needed_height(spine: Spine, start: int, stop: int) -> float:
+    """The height in mm the untilted, undeformed run needs, context included."""
+    (_, y0), (_, y1) = _bounds(_layout(spine, start, stop, Deformation.none(stop - start)))
     top, bottom = _context(spine, start, stop)
-    return x1 - x0, y1 - y0 + top + bottom
+    return y1 - y0 + top + bottom

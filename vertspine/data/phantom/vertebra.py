@@ -9,13 +9,13 @@ hatchet-shaped horizontal spinous processes. C1 (atlas) has no body: a ring-like
 arch, a lateral mass and a thin posterior arch; C2 carries the dens, a peg rising from its body.
 """
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from .shapes import Pose, band, chaikin, ellipse, quad
 
-__all__ = ["ARCH", "BODY", "POSTERIOR", "Part", "foramen_center", "region", "vertebra_parts"]
+__all__ = ["ARCH", "BODY", "POSTERIOR", "Part", "foramen", "region", "vertebra_parts"]
 
 BODY, POSTERIOR, ARCH = "body", "posterior", "arch"
 _ATLAS, _AXIS = 0, 1  # level indices of C1 and C2
@@ -58,7 +58,7 @@ _LEVEL_POSTERIOR: Dict[int, Dict[str, float]] = {
 
 
 def region(level: int) -> str:
-    """"cervical", "thoracic" or "lumbar" for a level index."""
+    """The region of a level index: "cervical", "thoracic" or "lumbar"."""
     if level < _FIRST_THORACIC:
         return "cervical"
     return "thoracic" if level < _FIRST_LUMBAR else "lumbar"
@@ -75,12 +75,16 @@ def vertebra_parts(pose: Pose) -> List[Part]:
     return parts
 
 
-def foramen_center(pose: Pose) -> np.ndarray:
-    """The centre of the intervertebral foramen below ``pose`` (behind its lower disc)."""
+def foramen(pose: Pose) -> Tuple[np.ndarray, np.ndarray]:
+    """The intervertebral foramen below ``pose`` (behind its lower disc) as a local ellipse.
+
+    Returns:
+        (center, radii): the ellipse centre (u, v) and radii in the pose's local frame.
+    """
     shape = _posterior_shape(pose.level)
-    u = pose.depth * (0.5 + 0.45 * shape.pedicle)
-    v = 0.5 * pose.height + 0.5 * pose.gap - 0.1 * pose.height
-    return pose.to_frame(np.array([[u, v]]))[0]
+    d, h, gap = pose.depth, pose.height, pose.gap
+    center = np.array([d * (0.5 + 0.45 * shape.pedicle), 0.4 * h + 0.5 * gap])
+    return center, np.array([0.16 * d, 0.3 * h + 0.25 * gap])
 
 
 def _body_local(pose: Pose) -> np.ndarray:
@@ -130,7 +134,8 @@ def _posterior_local(pose: Pose) -> List[np.ndarray]:
 def _spinous_local(s: _Posterior, start: float, d: float, h: float) -> np.ndarray:
     """The spinous process: a tapered bar from the lamina along its direction."""
     theta = np.deg2rad(s.spine_angle)
-    direction, across = np.array([np.cos(theta), np.sin(theta)]), np.array([-np.sin(theta), np.cos(theta)])
+    direction = np.array([np.cos(theta), np.sin(theta)])
+    across = np.array([-np.sin(theta), np.cos(theta)])
     base = np.array([start - 0.05 * d, -0.05 * h])
     tip = base + s.spine_length * d * direction
     half_base, half_tip = np.array([0.0, s.spine_base * h / 2]), across * (s.spine_tip * h / 2)
@@ -140,10 +145,10 @@ def _spinous_local(s: _Posterior, start: float, d: float, h: float) -> np.ndarra
 def _atlas_local(pose: Pose) -> List[tuple]:
     """C1: a ring-like anterior arch, the lateral mass and the thin posterior arch."""
     d, h = pose.depth, pose.height
-    posterior_arch = band(np.array([[0.4 * d, 0.0], [0.9 * d, 0.1 * h], [1.3 * d, 0.15 * h]]), 0.4 * h)
+    arch_line = np.array([[0.4 * d, 0.0], [0.9 * d, 0.1 * h], [1.3 * d, 0.15 * h]])
     return [
         (ARCH, ellipse((-0.52 * d, 0.0), (0.17 * d, 0.45 * h))),
         (POSTERIOR, chaikin(quad(-0.22 * d, 0.45 * d, -0.5 * h, 0.5 * h))),
-        (POSTERIOR, posterior_arch),
+        (POSTERIOR, band(arch_line, 0.4 * h)),
         (POSTERIOR, ellipse((1.35 * d, 0.12 * h), (0.14 * d, 0.4 * h))),
     ]

@@ -1,0 +1,75 @@
+"""Tests of vertspine.data.builtin: the phantom datasets by name, generated on first use."""
+import os
+
+import pytest
+
+import vertspine  # noqa: F401  (makes detectron2 importable)
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+from vertspine.data.builtin import (
+    PHANTOM_DATASET_NAMES,
+    default_phantom_root,
+    register_phantom_datasets,
+)
+from vertspine.data.phantom import LESION_CLASSES, VERTEBRA_LEVELS, PhantomConfig
+
+TINY = PhantomConfig(image_height=96, image_width=96, num_train=6, num_val=3, seed=7)
+
+
+@pytest.fixture
+def registered_at(tmp_path):
+    """Register the phantom names on TINY under a temporary root; restore the defaults after."""
+    root = str(tmp_path / "phantom")
+    yield root, register_phantom_datasets(root, TINY)
+    register_phantom_datasets()
+
+
+def test_import_registers_the_four_names_under_the_default_root():
+    assert PHANTOM_DATASET_NAMES == (
+        "phantom_vertebrae_train",
+        "phantom_vertebrae_val",
+        "phantom_lesions_train",
+        "phantom_lesions_val",
+    )
+    expected_root = os.path.abspath(default_phantom_root())
+    for name in PHANTOM_DATASET_NAMES:
+        assert name in DatasetCatalog
+        metadata = MetadataCatalog.get(name)
+        assert metadata.evaluator_type == "coco"
+        assert metadata.json_file.startswith(expected_root + os.sep)
+    assert MetadataCatalog.get("phantom_lesions_val").thing_classes == list(LESION_CLASSES)
+    assert MetadataCatalog.get("phantom_vertebrae_train").level_names == list(VERTEBRA_LEVELS)
+
+
+def test_default_root_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("VERTSPINE_DATASETS", "/data/sets")
+    assert default_phantom_root() == os.path.join("/data/sets", "phantom")
+    monkeypatch.delenv("VERTSPINE_DATASETS")
+    assert default_phantom_root() == os.path.join("datasets", "phantom")
+
+
+def test_loading_generates_the_data_once_and_returns_records(registered_at):
+    root, names = registered_at
+    assert names == list(PHANTOM_DATASET_NAMES) and not os.path.exists(root)
+    lesions = DatasetCatalog.get("phantom_lesions_train")
+    assert os.path.isfile(os.path.join(root, "phantom_manifest.json"))
+    assert len(lesions) == TINY.num_train  # normal images are kept as negatives
+    assert all(r["height"] == r["width"] == 96 for r in lesions)
+    manifest_mtime = os.stat(os.path.join(root, "phantom_manifest.json")).st_mtime_ns
+    vertebrae = DatasetCatalog.get("phantom_vertebrae_val")
+    assert os.stat(os.path.join(root, "phantom_manifest.json")).st_mtime_ns == manifest_mtime
+    assert len(vertebrae) == TINY.num_val
+    annotation = vertebrae[0]["annotations"][0]
+    assert annotation["bbox_mode"] == BoxMode.XYXY_ABS and annotation["segmentation"]
+    assert 0 <= annotation["category_id"] < len(VERTEBRA_LEVELS)
+    assert MetadataCatalog.get("phantom_vertebrae_val").thing_classes == list(VERTEBRA_LEVELS)
+
+
+def test_registering_again_with_another_root_replaces_the_entries(registered_at, tmp_path):
+    root, _ = registered_at
+    other = str(tmp_path / "other")
+    register_phantom_datasets(other, TINY)
+    register_phantom_datasets(other, TINY)  # same again: no error
+    assert MetadataCatalog.get("phantom_lesions_val").json_file.startswith(os.path.abspath(other))
+    assert len(DatasetCatalog.get("phantom_lesions_val")) == TINY.num_val
+    assert os.path.isdir(other) and not os.path.exists(root)

@@ -1,0 +1,203 @@
+"""Writing the phantom dataset to disk as PNGs and COCO jsons, and caching it by manifest.
+
+Layout under ``root``::
+
+    images/{split}/{split}_{i:05d}.png        8-bit grayscale
+    annotations/vertebrae_{split}.json        COCO: 25 level categories, masks as polygons
+    annotations/lesions_{split}.json          COCO: 7 lesion categories, every image listed
+    phantom_manifest.json                     generator version + all PhantomConfig fields
+
+COCO ``file_name`` is relative to ``images/{split}`` (the ``image_root``); image ids are
+``i + 1``; ``bbox`` is [x, y, width, height] in image pixels (origin top-left, y down).
+"""
+import errno
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Any, Dict, List, Optional, Sequence
+
+import cv2
+
+from .config import GENERATOR_VERSION, LESION_CLASSES, SPLITS, VERTEBRA_LEVELS, PhantomConfig
+from .generator import generate_phantom_image
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ensure_phantom_dataset",
+    "generate_phantom_dataset",
+    "phantom_dataset_paths",
+]
+
+MANIFEST_NAME = "phantom_manifest.json"
+
+
+def phantom_dataset_paths(root: str) -> Dict[str, Any]:
+    """Where the dataset under ``root`` keeps its files (nothing is created).
+
+    Returns:
+        dict with ``root``, ``manifest`` and, per split name, a dict with ``image_root``,
+        ``vertebrae_json`` and ``lesions_json``.
+    """
+    paths: Dict[str, Any] = {"root": root, "manifest": os.path.join(root, MANIFEST_NAME)}
+    for split in SPLITS:
+        paths[split] = {
+            "image_root": os.path.join(root, "images", split),
+            "vertebrae_json": os.path.join(root, "annotations", f"vertebrae_{split}.json"),
+            "lesions_json": os.path.join(root, "annotations", f"lesions_{split}.json"),
+        }
+    return paths
+
+
+def generate_phantom_dataset(root: str, cfg: Optional[PhantomConfig] = None) -> Dict[str, Any]:
+    """Write every split of the dataset into ``root`` (created if needed; files overwritten).
+
+    Not atomic: use :func:`ensure_phantom_dataset` where other processes may read or write
+    the same folder. The manifest is written last.
+
+    Args:
+        root: output folder.
+        cfg: dataset parameters; None means ``PhantomConfig()``.
+    Returns:
+        the paths written (see :func:`phantom_dataset_paths`).
+    """
+    cfg = cfg or PhantomConfig()
+    paths = phantom_dataset_paths(root)
+    for split in SPLITS:
+        _write_split(paths[split], cfg, split)
+    _write_json(paths["manifest"], _manifest(cfg))
+    return paths
+
+
+def ensure_phantom_dataset(root: str, cfg: Optional[PhantomConfig] = None) -> Dict[str, Any]:
+    """Make ``root`` hold the dataset of ``cfg``; do nothing when its manifest already matches.
+
+    Generation goes to a temporary folder next to ``root`` that is then renamed onto it, so
+    readers never see a partial dataset and concurrent callers are safe: when another
+    process published the same dataset first, this one drops its copy. A stale dataset
+    (other manifest) is moved aside and deleted; a non-empty ``root`` without a manifest is
+    never touched.
+
+    Args:
+        root: dataset folder.
+        cfg: dataset parameters; None means ``PhantomConfig()``.
+    Returns:
+        the dataset paths (see :func:`phantom_dataset_paths`).
+    Raises:
+        FileExistsError: ``root`` is a non-empty folder that is not a phantom dataset.
+    """
+    cfg = cfg or PhantomConfig()
+    manifest = _manifest(cfg)
+    if _read_manifest(root) == manifest:
+        return phantom_dataset_paths(root)
+    parent, name = os.path.split(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the dataset is not
+        generate_phantom_dataset(staging, cfg)
+        _publish(staging, root, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return phantom_dataset_paths(root)
+
+
+def _write_split(paths: Dict[str, str], cfg: PhantomConfig, split: str) -> None:
+    """Render every image of ``split`` and write its PNGs and both COCO jsons."""
+    os.makedirs(paths["image_root"], exist_ok=True)
+    images, vertebrae, lesions = [], [], []
+    for index in range(cfg.num_images(split)):
+        image, image_vertebrae, image_lesions = generate_phantom_image(cfg, split, index)
+        file_name = f"{split}_{index:05d}.png"
+        if not cv2.imwrite(os.path.join(paths["image_root"], file_name), image):
+            raise OSError(f"Could not write {os.path.join(paths['image_root'], file_name)}.")
+        image_id = index + 1
+        height, width = cfg.size
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        vertebrae += [_coco_annotation(a, image_id) for a in image_vertebrae]
+        lesions += [_coco_annotation(a, image_id) for a in image_lesions]
+    _write_json(paths["vertebrae_json"], _coco(images, vertebrae, VERTEBRA_LEVELS, "vertebra"))
+    _write_json(paths["lesions_json"], _coco(images, lesions, LESION_CLASSES, "lesion"))
+
+
+def _coco_annotation(annotation: Dict[str, Any], image_id: int) -> Dict[str, Any]:
+    """A COCO annotation (id assigned later) from a generator dict with an XYXY ``bbox``."""
+    x0, y0, x1, y1 = annotation["bbox"]
+    return {
+        "image_id": image_id,
+        "category_id": annotation["category_id"],
+        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+        "area": round(float(annotation["area"]), 2),
+        "iscrowd": 0,
+        "segmentation": annotation["segmentation"],
+    }
+
+
+def _coco(
+    images: List[Dict], annotations: List[Dict], names: Sequence[str], supercategory: str
+) -> Dict:
+    """A COCO instances dict; annotation and category ids are 1-based in order."""
+    return {
+        "info": {
+            "description": f"vertspine phantom {supercategory} annotations",
+            "version": GENERATOR_VERSION,
+        },
+        "images": images,
+        "annotations": [{"id": i + 1, **annotation} for i, annotation in enumerate(annotations)],
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": supercategory}
+            for i, name in enumerate(names)
+        ],
+    }
+
+
+def _manifest(cfg: PhantomConfig) -> Dict[str, Any]:
+    """What identifies a generated dataset, as it reads back from JSON."""
+    return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, "config": cfg.to_dict()}))
+
+
+def _read_manifest(root: str) -> Optional[Dict[str, Any]]:
+    """The manifest stored under ``root``, or None when there is none (or it is unreadable)."""
+    try:
+        with open(os.path.join(root, MANIFEST_NAME), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: str, content: Dict[str, Any]) -> None:
+    """Write ``content`` as compact JSON, creating the folder."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f, separators=(",", ":"))
+
+
+def _publish(staging: str, root: str, manifest: Dict[str, Any]) -> None:
+    """Rename ``staging`` onto ``root``, replacing a stale dataset; keep an equal one."""
+    while True:
+        try:
+            os.rename(staging, root)
+            return
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        if _read_manifest(root) == manifest:
+            return  # another process published the same dataset first
+        _retire(root)
+
+
+def _retire(root: str) -> None:
+    """Move a stale phantom dataset out of the way and delete it (atomically for readers)."""
+    if not os.path.isfile(os.path.join(root, MANIFEST_NAME)) and os.path.exists(root):
+        raise FileExistsError(
+            f"{root} exists, is not empty and holds no {MANIFEST_NAME}: it is not a phantom "
+            "dataset (or an interrupted generate_phantom_dataset left it). Delete it or pick "
+            "another root."
+        )
+    stale = f"{root}.stale-{uuid.uuid4().hex}"
+    try:
+        os.rename(root, stale)
+    except FileNotFoundError:
+        return  # another process moved it already
+    shutil.rmtree(stale, ignore_errors=True)
