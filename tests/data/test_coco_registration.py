@@ -19,7 +19,7 @@ from vertspine.data.coco_registration import (
 )
 
 W, H = 48, 32
-LOGGER = "vertspine.data.coco_registration"
+LOGGER = "vertspine.data.coco_validation"
 
 
 def coco_dict():

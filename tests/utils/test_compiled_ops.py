@@ -8,10 +8,14 @@ from vertspine.utils.compiled_ops import CompiledOpsUnavailable, has_compiled_op
 pytestmark = pytest.mark.skipif(has_compiled_ops(), reason="detectron2 has its compiled ops")
 
 
-def test_detectron2_layers_and_evaluation_import():
-    import detectron2.evaluation  # noqa: F401
-    import detectron2.layers  # noqa: F401
-    from detectron2.modeling import build_model  # noqa: F401
+def test_detectron2_modules_that_import_c_load_and_report_it():
+    import detectron2.evaluation.fast_eval_api as fast_eval_api
+    import detectron2.layers.deform_conv as deform_conv
+
+    # both did `from detectron2 import _C` at import time and got the stand-in
+    assert fast_eval_api._C is deform_conv._C
+    with pytest.raises(CompiledOpsUnavailable, match="COCOevalAccumulate"):
+        fast_eval_api._C.COCOevalAccumulate
 
 
 def test_any_compiled_op_raises_with_instructions():
