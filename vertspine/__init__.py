@@ -8,7 +8,7 @@ from .utils.compiled_ops import ensure_detectron2_importable
 
 ensure_detectron2_importable()
 
-from . import data, evaluation  # noqa: E402,F401  (dataset and evaluator registrations)
+from . import data, evaluation, modeling  # noqa: E402,F401  (registrations)
 from .config import add_vertspine_config, get_vertspine_cfg  # noqa: E402
 
 __version__ = "0.1.0"

@@ -8,6 +8,8 @@ no vertspine YAML meets "Non-existent config key". Model families add their own 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from vertspine.modeling.sparse_rcnn import add_sparse_rcnn_config
+
 __all__ = ["add_vertspine_config", "get_vertspine_cfg"]
 
 
@@ -41,7 +43,7 @@ def _add_framework_config(cfg: CN) -> None:
 
 
 # One entry per model family: the families' add_<family>_config functions.
-_FAMILY_CONFIGS = (_add_framework_config,)
+_FAMILY_CONFIGS = (_add_framework_config, add_sparse_rcnn_config)
 
 
 def add_vertspine_config(cfg: CN) -> CN:

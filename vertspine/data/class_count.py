@@ -14,6 +14,7 @@ __all__ = ["NUM_CLASSES_KEYS", "check_num_classes"]
 NUM_CLASSES_KEYS: Dict[str, str] = {
     "GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES",
     "RetinaNet": "MODEL.RETINANET.NUM_CLASSES",
+    "SparseRCNN": "MODEL.SPARSE_RCNN.NUM_CLASSES",
 }
 
 

@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-from test_sparse_rcnn_detector_e2e import batch, one_thread, tiny_model  # noqa: F401
+from test_sparse_rcnn_detector_e2e import one_thread  # noqa: F401  (autouse fixture)
+from test_sparse_rcnn_detector_e2e import batch, tiny_model
 from vertspine.modeling.sparse_rcnn import load_sparse_rcnn_checkpoint
 
-CLASS_KEYS = {f"head.head_series.{i}.class_logits.{p}" for i in range(2) for p in ("weight", "bias")}
+CLASS_KEYS = {f"head.head_series.{i}.class_logits.{p}"
+              for i in range(2) for p in ("weight", "bias")}
 
 
 def predict(model):

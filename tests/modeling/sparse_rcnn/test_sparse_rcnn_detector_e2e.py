@@ -55,6 +55,22 @@ def batch():
             make_input([[20, 4, 44, 30]], [3], height=80, width=64, seed=1)]
 
 
+@pytest.mark.parametrize("path, num_classes, base_lr", [
+    ("configs/sparse_rcnn/sparse_rcnn_R_50_FPN_100pro_3x.yaml", 80, 2.5e-5),
+    ("configs/phantom/sparse_rcnn_R_50_FPN_phantom_lesions.yaml", 7, 1e-4),
+    (INSTANT, 7, 1e-4),
+])
+def test_configs_use_the_upstream_optimizer(path, num_classes, base_lr):
+    cfg = add_sparse_rcnn_config(get_vertspine_cfg())
+    cfg.merge_from_file(os.path.join(REPO_ROOT, path))
+    solver = cfg.SOLVER
+    assert cfg.MODEL.META_ARCHITECTURE == "SparseRCNN"
+    assert cfg.MODEL.SPARSE_RCNN.NUM_CLASSES == num_classes
+    assert (solver.OPTIMIZER, solver.BASE_LR, solver.WEIGHT_DECAY_NORM) == ("ADAMW", base_lr, 1e-4)
+    assert (solver.CLIP_GRADIENTS.ENABLED, solver.CLIP_GRADIENTS.CLIP_TYPE,
+            solver.CLIP_GRADIENTS.CLIP_VALUE) == (True, "full_model", 1.0)
+
+
 def test_is_registered_and_built_from_config():
     model = tiny_model()
     assert isinstance(model, SparseRCNN)
@@ -67,7 +83,8 @@ def test_is_registered_and_built_from_config():
 
 def test_state_dict_uses_the_official_key_layout():
     keys = tiny_model().state_dict().keys()
-    stage_keys = {f"head.head_series.{i}.{name}" for i in range(2) for name in OFFICIAL_STAGE_SHAPES}
+    stage_keys = {f"head.head_series.{i}.{name}"
+                  for i in range(2) for name in OFFICIAL_STAGE_SHAPES}
     assert {k for k in keys if k.startswith("head.")} == stage_keys
     assert {k for k in keys if not k.startswith(("head.", "backbone."))} == {
         "init_proposal_features.weight", "init_proposal_boxes.weight"}
@@ -80,9 +97,8 @@ def test_official_r50_recipe_builds_the_official_backbone_layout():
     cfg = add_sparse_rcnn_config(get_vertspine_cfg())
     cfg.merge_from_file(os.path.join(REPO_ROOT, "configs/sparse_rcnn/"
                                                 "sparse_rcnn_R_50_FPN_100pro_3x.yaml"))
-    assert (cfg.SOLVER.OPTIMIZER, cfg.SOLVER.BASE_LR, cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE,
-            cfg.INPUT.FORMAT, cfg.MODEL.SPARSE_RCNN.NUM_PROPOSALS) == (
-            "ADAMW", 2.5e-5, "full_model", "RGB", 100)
+    assert (cfg.INPUT.FORMAT, cfg.MODEL.PIXEL_STD, cfg.MODEL.SPARSE_RCNN.NUM_PROPOSALS) == (
+        "RGB", [58.395, 57.12, 57.375], 100)
     shapes = {k: list(v.shape) for k, v in build_backbone(cfg).state_dict().items()}
     assert shapes["bottom_up.stem.conv1.weight"] == [64, 3, 7, 7]
     assert shapes["bottom_up.res2.0.shortcut.norm.running_mean"] == [256]

@@ -7,7 +7,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.poolers import ROIPooler
 
 from vertspine.config import get_vertspine_cfg
-from vertspine.modeling.sparse_rcnn import DynamicConv, DynamicHead, RCNNHead, add_sparse_rcnn_config
+from vertspine.modeling.sparse_rcnn import (DynamicConv, DynamicHead, RCNNHead,
+                                            add_sparse_rcnn_config)
 
 # One stage of the official r50/r101_100pro_3x checkpoints (head.head_series.{i}.*), COCO K=80.
 OFFICIAL_STAGE_SHAPES = {

@@ -1,11 +1,17 @@
 """SetCriterion against independent computations: torchvision's focal loss and GIoU, L1 by hand."""
+import json
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
+from detectron2.utils import comm
 from torchvision.ops import generalized_box_iou, sigmoid_focal_loss
 
 from test_sparse_rcnn_matcher import WEIGHTS, make_targets, random_boxes
+from vertspine.engine import launch
 from vertspine.modeling.sparse_rcnn import HungarianMatcher, SetCriterion
+from vertspine.modeling.sparse_rcnn.loss import average_num_boxes
 
 K = 4
 
@@ -73,7 +79,8 @@ def test_images_without_ground_truth_are_all_negatives(example):
     empty = [make_targets([], []), make_targets([], [])]
     losses = criterion()(logits, boxes, empty)
     negatives = sigmoid_focal_loss(logits[1], torch.zeros_like(logits[1]), reduction="sum")
-    assert losses["loss_ce"].item() == pytest.approx(2.0 * negatives.item(), rel=1e-5)  # / max(0, 1)
+    # normalised by max(num_boxes, 1) = 1
+    assert losses["loss_ce"].item() == pytest.approx(2.0 * negatives.item(), rel=1e-5)
     assert losses["loss_bbox"].item() == 0.0 and losses["loss_giou"].item() == 0.0
     sum(losses.values()).backward()
     assert torch.isfinite(logits.grad).all() and torch.isfinite(boxes.grad).all()
@@ -99,3 +106,33 @@ def test_softmax_variant_uses_weighted_cross_entropy(example):
     weight = torch.tensor([1.0] * K + [0.1])
     expected = F.cross_entropy(logits[1].reshape(-1, K + 1), target_classes.flatten(), weight)
     assert loss(logits, boxes, targets)["loss_ce"].item() == pytest.approx(2.0 * expected.item())
+
+
+# (boxes in process 0, boxes in process 1) -> the normaliser both processes must use
+NUM_BOXES_CASES = [((3, 0), 1.5), ((4, 2), 3.0), ((0, 0), 1.0), ((1, 0), 1.0)]
+
+
+def _num_boxes_in_process(output_dir):
+    generator = torch.Generator().manual_seed(comm.get_rank())
+    values = []
+    for counts, _ in NUM_BOXES_CASES:
+        count = counts[comm.get_rank()]
+        targets = [make_targets(random_boxes(generator, count).tolist(), [0] * count)]
+        values.append(average_num_boxes(targets, torch.device("cpu")))
+    with open(os.path.join(output_dir, f"rank{comm.get_rank()}.json"), "w") as f:
+        json.dump(values, f)
+
+
+def test_num_boxes_is_averaged_over_two_gloo_processes(tmp_path):
+    launch(_num_boxes_in_process, 2, args=(str(tmp_path),))
+    expected = [value for _, value in NUM_BOXES_CASES]
+    for rank in range(2):
+        with open(tmp_path / f"rank{rank}.json") as f:
+            assert json.load(f) == expected
+
+
+def test_class_ids_beyond_num_classes_raise(example):
+    logits, boxes, targets = example
+    targets[1].gt_classes[0] = K  # one past the last class
+    with pytest.raises(ValueError, match="MODEL.SPARSE_RCNN.NUM_CLASSES 4"):
+        criterion()(logits, boxes, targets)

@@ -2,9 +2,10 @@
 
 For every supervised stage: proposals are matched one-to-one to the ground truth
 (:class:`HungarianMatcher`); the classification loss covers all proposals (unmatched ones are
-background), the box losses only the matched ones. Every loss is a sum divided by the number of
-ground-truth boxes averaged over processes (at least 1), so images without ground truth train as
-pure negatives. The last stage's losses are ``loss_ce``, ``loss_bbox``, ``loss_giou``; with deep
+background), the box losses only the matched ones. The focal and box losses are sums divided by
+the number of ground-truth boxes averaged over processes (at least 1), so images without ground
+truth train as pure negatives; the softmax cross-entropy (``USE_FOCAL False``) is a weighted mean,
+as upstream. The last stage's losses are ``loss_ce``, ``loss_bbox``, ``loss_giou``; with deep
 supervision stage ``i`` < last adds the same names suffixed ``_i``. Returned losses are weighted.
 """
 from typing import Dict, List, Tuple
@@ -19,7 +20,7 @@ from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from .matcher import HungarianMatcher, image_whwh, sanitize_boxes
 
-__all__ = ["SetCriterion"]
+__all__ = ["SetCriterion", "average_num_boxes"]
 
 Indices = List[Tuple[Tensor, Tensor]]
 
@@ -140,7 +141,15 @@ class SetCriterion(nn.Module):
         Returns:
             ``loss_ce``, ``loss_bbox``, ``loss_giou`` of the last stage and, with deep supervision,
             the same suffixed ``_0`` .. ``_{S-2}`` for the earlier stages.
+        Raises:
+            ValueError: when a ground-truth class id is outside [0, K).
         """
+        classes = torch.cat([t.gt_classes for t in targets])
+        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < self.num_classes:
+            raise ValueError(
+                f"Ground-truth class ids {sorted(set(classes.tolist()))} do not fit "
+                f"MODEL.SPARSE_RCNN.NUM_CLASSES {self.num_classes} (ids must be 0..K-1)."
+            )
         num_boxes = average_num_boxes(targets, logits.device)
         losses = self.stage_losses(logits[-1], boxes[-1], targets, num_boxes)
         if self.deep_supervision:
