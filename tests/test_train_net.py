@@ -64,7 +64,9 @@ def test_train_then_eval_only_reproduces_metrics(tiny_phantom, tmp_path):
     run_train_net(["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"], "OUTPUT_DIR", train_dir])
     for name in ("model_final.pth", "metrics.json", "last_checkpoint", "log.txt"):
         assert os.path.isfile(os.path.join(train_dir, name)), name
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(train_dir))
+    assert len([f for f in os.listdir(train_dir) if f.startswith("events.out.tfevents")]) == 1
+    # VERTSPINE.LOG_PERIOD 1 in the instant config: every iteration reaches metrics.json
+    assert _iterations_logged(train_dir) == list(range(6))
     trained = _results(train_dir)
 
     run_train_net(["--config-file", INSTANT_CONFIG, "--eval-only", *tiny_phantom["opts"],

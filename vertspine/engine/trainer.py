@@ -96,10 +96,16 @@ class Trainer(DefaultTrainer):
         return results
 
     def build_hooks(self):
-        """DefaultTrainer's hooks, plus validation loss and best checkpoint when configured,
-        with the writers' period set by VERTSPINE.LOG_PERIOD."""
+        """DefaultTrainer's hooks, plus validation loss and best checkpoint when configured.
+
+        DefaultTrainer's own PeriodicWriter (period 20, fixed in its code) is reused with the
+        period VERTSPINE.LOG_PERIOD and kept last, so that it writes what the added hooks
+        stored; building a second one would open a second, empty TensorBoard file.
+        """
         cfg = self.cfg
-        ret = [h for h in super().build_hooks() if not isinstance(h, hooks.PeriodicWriter)]
+        ret = super().build_hooks()
+        writers = [h for h in ret if isinstance(h, hooks.PeriodicWriter)]  # main process only
+        ret = [h for h in ret if not isinstance(h, hooks.PeriodicWriter)]
         if cfg.TEST.VAL_LOSS_PERIOD > 0 and cfg.DATASETS.TEST:
             loader = self.build_validation_loss_loader(cfg, cfg.DATASETS.TEST[0])
             ret.append(ValidationLoss(cfg.TEST.VAL_LOSS_PERIOD, loader, cfg.TEST.VAL_LOSS_NUM_BATCHES))
@@ -108,6 +114,6 @@ class Trainer(DefaultTrainer):
                 cfg.TEST.EVAL_PERIOD, self.checkpointer, cfg.TEST.BEST_CHECKPOINT_METRIC,
                 mode=cfg.TEST.BEST_CHECKPOINT_MODE,
             ))
-        if comm.is_main_process():
-            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.VERTSPINE.LOG_PERIOD))
-        return ret
+        for writer in writers:
+            writer._period = cfg.VERTSPINE.LOG_PERIOD
+        return ret + writers
