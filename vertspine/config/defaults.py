@@ -20,6 +20,9 @@ def _add_framework_config(cfg: CN) -> None:
     # Number of classes each COCO_JSON dataset must have (0 = take it from the json).
     cfg.DATASETS.COCO_NUM_CLASSES = 0
 
+    # Dataset mapper class, by its name in vertspine.data.MAPPER_REGISTRY.
+    cfg.INPUT.DATASET_MAPPER = "VertspineDatasetMapper"
+
     # Optimizer: "SGD" (momentum SOLVER.MOMENTUM) or "ADAMW" (betas SOLVER.BETAS).
     cfg.SOLVER.OPTIMIZER = "SGD"
     # Adam/AdamW (beta1, beta2).

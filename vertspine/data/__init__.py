@@ -8,11 +8,12 @@ from .coco_registration import (
     unregister_dataset,
 )
 from .dataset_mapper import VertspineDatasetMapper
+from .mapper_registry import MAPPER_REGISTRY, build_dataset_mapper
 from .image_io import ImageReadError, read_dicom, read_image
 from .builtin import PHANTOM_DATASET_NAMES, register_phantom_datasets  # registers phantom_*
 
 __all__ = [
-    "NUM_CLASSES_KEYS", "PHANTOM_DATASET_NAMES", "DatasetValidationError", "ImageReadError", "VertspineDatasetMapper",
-    "check_num_classes", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset", "register_phantom_datasets",
+    "MAPPER_REGISTRY", "NUM_CLASSES_KEYS", "PHANTOM_DATASET_NAMES", "DatasetValidationError", "ImageReadError", "VertspineDatasetMapper",
+    "build_dataset_mapper", "check_num_classes", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset", "register_phantom_datasets",
     "register_datasets_from_config", "unregister_dataset",
 ]

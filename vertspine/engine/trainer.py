@@ -4,7 +4,8 @@ What differs from DefaultTrainer, and why:
 - DDP without ``device_ids`` for CPU models (gloo runs; see :mod:`vertspine.engine.launch`).
 - Checkpoints written atomically (:class:`AtomicDetectionCheckpointer`).
 - SGD or AdamW, with full-model gradient-norm clipping available (:mod:`.optimizer`).
-- Images read by vertspine's reader (DICOM, 16-bit PNG) through ``VertspineDatasetMapper``.
+- The dataset mapper chosen by ``INPUT.DATASET_MAPPER`` (default ``VertspineDatasetMapper``,
+  which reads DICOM and 16-bit PNG).
 - The evaluator chosen from the dataset's ``evaluator_type`` (:mod:`vertspine.evaluation`);
   results written to ``OUTPUT_DIR/inference/evaluation_results.json``.
 - Optional hooks: validation loss (``TEST.VAL_LOSS_PERIOD``) and best checkpoint
@@ -21,7 +22,7 @@ from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, Trainer
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vertspine.data import VertspineDatasetMapper, check_num_classes
+from vertspine.data import build_dataset_mapper, check_num_classes
 from vertspine.evaluation import build_evaluator
 
 from .checkpoint import AtomicDetectionCheckpointer, atomic_write
@@ -61,13 +62,13 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        loader = build_detection_train_loader(cfg, mapper=VertspineDatasetMapper(cfg, is_train=True))
+        loader = build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
         check_num_classes(cfg, cfg.DATASETS.TRAIN)
         return loader
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        mapper = VertspineDatasetMapper(cfg, is_train=False)
+        mapper = build_dataset_mapper(cfg, is_train=False)
         loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
         check_num_classes(cfg, [dataset_name])
         return loader
@@ -76,7 +77,7 @@ class Trainer(DefaultTrainer):
     def build_validation_loss_loader(cls, cfg, dataset_name):
         """Ground truth kept, only the test-time resize: the same batches at every measurement."""
         resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-        mapper = VertspineDatasetMapper(cfg, is_train=True, augmentations=[resize])
+        mapper = build_dataset_mapper(cfg, is_train=True, augmentations=[resize])
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod
