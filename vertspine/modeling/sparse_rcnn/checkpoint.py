@@ -9,57 +9,17 @@ into an error.
 """
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Union
+from typing import Dict, Mapping, Union
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from vertspine.utils.checkpoint_report import CheckpointReport  # re-exported here
+
 __all__ = ["CheckpointReport", "load_sparse_rcnn_checkpoint", "read_state_dict"]
 
 logger = logging.getLogger(__name__)
-_LISTED = 20  # keys listed per section of a report; the rest are counted
-
-
-@dataclass
-class CheckpointReport:
-    """What :func:`load_sparse_rcnn_checkpoint` did with each key.
-
-    Attributes:
-        loaded: keys copied into the model.
-        skipped: keys present in both with different shapes, each with the reason; the model
-            keeps its initialisation for them.
-        missing: model keys absent from the checkpoint (the model keeps its initialisation).
-        unexpected: checkpoint keys the model does not have (ignored).
-    """
-
-    loaded: List[str] = field(default_factory=list)
-    skipped: Dict[str, str] = field(default_factory=dict)
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        """True when every model key was loaded and every checkpoint key used."""
-        return not (self.skipped or self.missing or self.unexpected)
-
-    def __str__(self) -> str:
-        lines = [f"Sparse R-CNN checkpoint: {len(self.loaded)} loaded, {len(self.skipped)} "
-                 f"skipped, {len(self.missing)} missing, {len(self.unexpected)} unexpected."]
-        sections = (
-            ("Skipped, shape differs (model keeps its initialisation)",
-             [f"{key}: {reason}" for key, reason in self.skipped.items()]),
-            ("Missing from the checkpoint (model keeps its initialisation)", self.missing),
-            ("Unexpected in the checkpoint (ignored)", self.unexpected),
-        )
-        for title, entries in sections:
-            if entries:
-                lines.append(f"{title}:")
-                lines += [f"  {entry}" for entry in entries[:_LISTED]]
-                if len(entries) > _LISTED:
-                    lines.append(f"  ... and {len(entries) - _LISTED} more")
-        return "\n".join(lines)
 
 
 def read_state_dict(path_or_state_dict: Union[str, os.PathLike, Mapping]) -> Dict[str, Tensor]:
@@ -106,7 +66,7 @@ def load_sparse_rcnn_checkpoint(
         model = model.module
     checkpoint = read_state_dict(path_or_state_dict)
     expected = model.state_dict()
-    report = CheckpointReport()
+    report = CheckpointReport(title="Sparse R-CNN checkpoint")
     loadable = {}
     for key, value in checkpoint.items():
         if key not in expected:
