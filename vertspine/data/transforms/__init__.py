@@ -1,0 +1,43 @@
+"""detectron2 augmentations and transforms of vertspine: AutoAugment for detection.
+
+:mod:`.autoaugment` (policies, :class:`AutoAugmentDetection`), :mod:`.autoaugment_ops` (the
+operations as ``Transform`` classes that move boxes), :mod:`.config` (``INPUT.AUTOAUGMENT``).
+"""
+from .autoaugment import AUTOAUGMENT_OPS, POLICIES, AutoAugmentDetection, build_autoaugment
+from .autoaugment_ops import (
+    AffineTransform,
+    AutoContrastTransform,
+    BoxContentTranslateTransform,
+    BrightnessTransform,
+    CutoutTransform,
+    EnhanceTransform,
+    EqualizeTransform,
+    PhotometricTransform,
+    SolarizeAddTransform,
+    SolarizeTransform,
+    rotation_matrix,
+    shear_matrix,
+    translation_matrix,
+)
+from .config import add_autoaugment_config
+
+__all__ = [
+    "AUTOAUGMENT_OPS",
+    "AffineTransform",
+    "AutoAugmentDetection",
+    "AutoContrastTransform",
+    "BoxContentTranslateTransform",
+    "BrightnessTransform",
+    "CutoutTransform",
+    "EnhanceTransform",
+    "EqualizeTransform",
+    "POLICIES",
+    "PhotometricTransform",
+    "SolarizeAddTransform",
+    "SolarizeTransform",
+    "add_autoaugment_config",
+    "build_autoaugment",
+    "rotation_matrix",
+    "shear_matrix",
+    "translation_matrix",
+]

@@ -1,0 +1,227 @@
+"""Converting the VinDr-SpineXR release into PNGs + COCO jsons that vertspine registers.
+
+Input (the PhysioNet release, ``vindr_root``)::
+
+    annotations/{train,test}.csv
+    {train,test}_images/<study_id>/<series_id>/<image_id>.dicom   (.dcm too; found recursively)
+
+Output (``output``, default ``$VERTSPINE_DATASETS/vindr_spinexr``, what
+``vindr_spinexr_{train,val,test}`` point at)::
+
+    images/train/<image_id>.png     train and val images (val is carved from train)
+    images/test/<image_id>.png
+    annotations/{train,val,test}.json
+    conversion_report.json          per split: images, studies, labels, boxes per class, ...
+    vindr_manifest.json             max_size and bit_depth the PNGs were written with
+
+The validation split is carved from ``train.csv`` by study (:func:`split_studies`); the test
+CSV only ever becomes ``test.json``. Existing PNGs of the right size are reused (a stopped
+conversion resumes); an output written with another ``max_size``/``bit_depth`` is refused
+unless ``overwrite``.
+"""
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Mapping, Tuple
+
+import pydicom
+from PIL import Image
+
+from .annotations import NO_FINDING, CsvImage, VinDrDataError, read_vindr_csv
+from .coco import ImageSize, build_coco, class_count_report, split_studies
+from .images import dicom_to_png_array, find_dicoms, output_size, write_png
+
+__all__ = [
+    "CONVERT_COMMAND",
+    "ConversionOptions",
+    "convert_vindr",
+    "default_vindr_root",
+    "require_converted",
+    "vindr_dataset_paths",
+]
+
+logger = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+CONVERT_COMMAND = (
+    "python tools/convert_vindr.py --vindr-root /path/to/vindr-spinexr --output {root}"
+)
+_SOURCES = ("train", "test")  # CSVs / DICOM folders of the release
+_IMAGE_FOLDER = {"train": "train", "val": "train", "test": "test"}
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """How to convert (the command-line flags of ``tools/convert_vindr.py``).
+
+    Attributes:
+        val_fraction: share of training studies moved to the validation split, in (0, 1).
+        seed: seed of the study split.
+        max_size: longest side of the PNGs in pixels (0 = native resolution).
+        bit_depth: 8 or 16 bit PNGs.
+        drop_invalid_boxes: skip CSV lesion rows with bad coordinates instead of failing.
+        workers: processes converting DICOMs (1 = in this process).
+        overwrite: rewrite existing PNGs, and accept an output made with other settings.
+    """
+
+    val_fraction: float = 0.1
+    seed: int = 0
+    max_size: int = 0
+    bit_depth: int = 8
+    drop_invalid_boxes: bool = False
+    workers: int = 1
+    overwrite: bool = False
+
+
+def default_vindr_root() -> str:
+    """``$VERTSPINE_DATASETS/vindr_spinexr``, with ``datasets`` when the variable is unset."""
+    return os.path.join(os.environ.get("VERTSPINE_DATASETS", "datasets"), "vindr_spinexr")
+
+
+def vindr_dataset_paths(root: str) -> Dict[str, Any]:
+    """Where a converted dataset keeps its files (nothing is created).
+
+    Returns:
+        dict with ``report`` and ``manifest`` paths and, per split (train/val/test), a dict
+        with ``json`` and ``image_root``.
+    """
+    paths: Dict[str, Any] = {
+        "report": os.path.join(root, "conversion_report.json"),
+        "manifest": os.path.join(root, "vindr_manifest.json"),
+    }
+    for split in SPLITS:
+        paths[split] = {
+            "json": os.path.join(root, "annotations", f"{split}.json"),
+            "image_root": os.path.join(root, "images", _IMAGE_FOLDER[split]),
+        }
+    return paths
+
+
+def require_converted(root: str, split: str) -> None:
+    """Raise FileNotFoundError naming the missing json and the command that writes it."""
+    json_file = vindr_dataset_paths(root)[split]["json"]
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(
+            f"VinDr-SpineXR split '{split}' is not converted: {os.path.abspath(json_file)} does "
+            f"not exist. Convert the release with `{CONVERT_COMMAND.format(root=root)}`, or set "
+            "VERTSPINE_DATASETS to the folder that holds vindr_spinexr/."
+        )
+
+
+def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> Dict[str, Any]:
+    """Convert the release under ``vindr_root`` into ``output`` (layout in the module doc).
+
+    Returns:
+        the conversion report (also written to ``conversion_report.json``).
+    Raises:
+        FileNotFoundError: a CSV or DICOM folder is missing.
+        VinDrDataError: bad CSV rows, CSV images without a DICOM, or an output converted with
+            other settings; the message names the files/rows and the fix.
+    """
+    images, invalid = {}, {}
+    for source in _SOURCES:
+        csv_file = os.path.join(vindr_root, "annotations", f"{source}.csv")
+        images[source], invalid[source] = read_vindr_csv(csv_file, options.drop_invalid_boxes)
+    dicoms = {s: _match_dicoms(vindr_root, s, images[s]) for s in _SOURCES}
+    paths = vindr_dataset_paths(output)
+    _check_manifest(paths["manifest"], options)
+    _write_json(paths["manifest"], {"max_size": options.max_size, "bit_depth": options.bit_depth})
+    sizes = {s: _convert_images(dicoms[s], paths[s]["image_root"], options) for s in _SOURCES}
+    ids = dict(zip(("train", "val"), split_studies(images["train"], options.val_fraction,
+                                                   options.seed)))
+    ids["test"] = sorted(images["test"])
+    report: Dict[str, Any] = {"options": asdict(options), "splits": {}}
+    for split in SPLITS:
+        source = _IMAGE_FOLDER[split]
+        coco, stats = build_coco(ids[split], images[source], sizes[source],
+                                 f"VinDr-SpineXR {split} (converted by vertspine)")
+        _write_json(paths[split]["json"], coco)
+        report["splits"][split] = {**class_count_report(coco), "boxes_clipped": stats.clipped,
+                                   "boxes_dropped": stats.dropped}
+    report["invalid_rows_dropped"] = invalid
+    report["mixed_label_images"] = {
+        s: sum(1 for image in images[s].values() if image.no_finding and image.boxes)
+        for s in _SOURCES
+    }
+    report["notes"] = (
+        "Boxes of several radiologists (rad_id) are kept as-is, not fused. 'abnormal' is 0 when "
+        f"any row of the image is '{NO_FINDING}', else 1 (upstream's rule); mixed_label_images "
+        "counts images with both. Validation studies come from train.csv only."
+    )
+    _write_json(paths["report"], report)
+    logger.info("VinDr-SpineXR converted into %s (report: %s)", output, paths["report"])
+    return report
+
+
+def _match_dicoms(vindr_root: str, source: str, images: Mapping[str, CsvImage]) -> Dict[str, str]:
+    """DICOM path of every CSV image; error listing CSV images without one."""
+    folder = os.path.join(vindr_root, f"{source}_images")
+    found = find_dicoms(folder)
+    missing = [
+        f"{image_id} (line {record.lines[0]}; expected e.g. "
+        f"{os.path.join(folder, record.study_id, record.series_id, image_id)}.dicom)"
+        for image_id, record in images.items() if image_id not in found
+    ]
+    if missing:
+        raise VinDrDataError(
+            f"{os.path.join(vindr_root, 'annotations', source + '.csv')}: {len(missing)} image_ids "
+            f"have no DICOM under {folder}: {'; '.join(missing[:5])}. Fix: download/copy the "
+            "missing files (any sub-folder, named <image_id>.dicom or .dcm), or delete their rows."
+        )
+    extra = len(set(found) - set(images))
+    if extra:
+        logger.warning("%s: %d DICOMs have no row in %s.csv; they are not converted.",
+                       folder, extra, source)
+    return {image_id: found[image_id] for image_id in images}
+
+
+def _check_manifest(manifest: str, options: ConversionOptions) -> None:
+    """Refuse to mix PNGs of different settings in one output folder."""
+    if options.overwrite or not os.path.isfile(manifest):
+        return
+    with open(manifest, encoding="utf-8") as f:
+        previous = json.load(f)
+    wanted = {"max_size": options.max_size, "bit_depth": options.bit_depth}
+    if previous != wanted:
+        raise VinDrDataError(
+            f"{manifest}: this output was converted with {previous}, now {wanted} is asked. "
+            "Use another --output, or pass --overwrite to rewrite every PNG."
+        )
+
+
+def _convert_images(
+    dicoms: Mapping[str, str], image_root: str, options: ConversionOptions
+) -> Dict[str, ImageSize]:
+    """Write (or reuse) the PNG of every DICOM; their native and written sizes by image_id."""
+    jobs = [(image_id, path, os.path.join(image_root, f"{image_id}.png"), options.max_size,
+             options.bit_depth, options.overwrite) for image_id, path in dicoms.items()]
+    if options.workers > 1:
+        with ProcessPoolExecutor(options.workers) as pool:
+            results = list(pool.map(_convert_one, jobs, chunksize=8))
+    else:
+        results = [_convert_one(job) for job in jobs]
+    return {image_id: size for image_id, size in results}
+
+
+def _convert_one(job: Tuple[str, str, str, int, int, bool]) -> Tuple[str, ImageSize]:
+    """One DICOM -> PNG, or reuse of an existing PNG of the expected size."""
+    image_id, dicom_path, png_path, max_size, bit_depth, overwrite = job
+    if not overwrite and os.path.isfile(png_path):
+        header = pydicom.dcmread(dicom_path, stop_before_pixels=True)
+        native = (int(header.Rows), int(header.Columns))
+        with Image.open(png_path) as png:
+            written = (png.height, png.width)
+        if written == output_size(native, max_size):
+            return image_id, ImageSize(native, written)
+    pixels, native = dicom_to_png_array(dicom_path, max_size, bit_depth)
+    write_png(png_path, pixels)
+    return image_id, ImageSize(native, pixels.shape[:2])
+
+
+def _write_json(path: str, data: Any) -> None:
+    """Write JSON atomically."""
+    from vertspine.engine.checkpoint import atomic_write  # lazy: engine imports vertspine.data
+
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=1)

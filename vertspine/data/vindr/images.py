@@ -1,0 +1,124 @@
+"""DICOM to PNG for VinDr-SpineXR: one pipeline, documented step by step.
+
+:func:`dicom_to_png_array` does, for every image:
+
+1. :func:`vertspine.data.read_dicom` (the reader training uses for DICOM): stored pixels ->
+   modality LUT (RescaleSlope/Intercept) -> VOI LUT Sequence or the first
+   WindowCenter/WindowWidth (values outside the window saturate) -> MONOCHROME1 inverted, so
+   bone is bright for both photometric interpretations. float32 [H, W].
+2. Optional downscaling when ``max_size`` > 0 and the longest side exceeds it: the longest side
+   becomes ``max_size``, the other ``round(side * max_size / longest)``, with
+   ``cv2.INTER_AREA`` on the float values (before quantisation, so no banding is added).
+3. Quantisation by linear min-max of the image (rounded half up):
+   8 bit (default) with :func:`vertspine.data.image_io.min_max_to_uint8`, or 16 bit to
+   0..65535 by the same formula. vertspine's ``read_image`` min-maxes a 16-bit PNG to 8 bit
+   when training, so both depths train alike; 16 bit keeps the window's precision on disk.
+
+PNGs are single-channel and written atomically. DICOMs are found by walking a folder
+recursively for ``*.dicom``/``*.dcm``; the file stem is the image_id.
+"""
+import os
+from typing import Dict, List, Tuple
+
+import cv2
+import numpy as np
+
+from ..image_io import min_max_to_uint8, read_dicom
+from .annotations import VinDrDataError
+
+__all__ = ["DICOM_SUFFIXES", "dicom_to_png_array", "find_dicoms", "output_size", "write_png"]
+
+DICOM_SUFFIXES = (".dicom", ".dcm")
+BIT_DEPTHS = (8, 16)
+
+
+def find_dicoms(folder: str) -> Dict[str, str]:
+    """Every DICOM under ``folder`` (recursively), keyed by file stem (= image_id).
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        VinDrDataError: two files share a stem.
+    """
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"DICOM folder {folder} does not exist: the release keeps the images in "
+            "train_images/ and test_images/ next to annotations/ (pass that folder as "
+            "--vindr-root)."
+        )
+    found: Dict[str, str] = {}
+    duplicates: List[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() not in DICOM_SUFFIXES:
+                continue
+            path = os.path.join(dirpath, name)
+            if stem in found:
+                duplicates.append(f"{found[stem]} and {path}")
+            found[stem] = path
+    if duplicates:
+        raise VinDrDataError(
+            f"{folder}: {len(duplicates)} DICOM file stems occur twice (the stem is the "
+            f"image_id): {'; '.join(duplicates[:5])}. Remove the copies."
+        )
+    return found
+
+
+def dicom_to_png_array(
+    dicom_path: str, max_size: int = 0, bit_depth: int = 8
+) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """Pixels to write as PNG for one DICOM (steps in the module docstring).
+
+    Args:
+        dicom_path: a grayscale single-frame DICOM.
+        max_size: longest side of the output in pixels; 0 keeps the native size.
+        bit_depth: 8 or 16.
+    Returns:
+        (uint8 or uint16 array [h, w], native (H, W) of the DICOM).
+    Raises:
+        ValueError: bad ``max_size`` or ``bit_depth``.
+        ImageReadError: the DICOM cannot be decoded (the message names it).
+    """
+    if bit_depth not in BIT_DEPTHS:
+        raise ValueError(f"bit_depth must be one of {BIT_DEPTHS}, got {bit_depth}.")
+    if max_size < 0:
+        raise ValueError(f"max_size must be >= 0 (0 = native size), got {max_size}.")
+    values = read_dicom(dicom_path)
+    native = values.shape[:2]
+    height, width = output_size(native, max_size)
+    if (height, width) != native:
+        values = cv2.resize(values, (width, height), interpolation=cv2.INTER_AREA)
+    if bit_depth == 8:
+        return min_max_to_uint8(values), native
+    return _min_max_to_uint16(values), native
+
+
+def output_size(native: Tuple[int, int], max_size: int) -> Tuple[int, int]:
+    """(h, w) after limiting the longest side of ``native`` (H, W) to ``max_size`` (0 = off)."""
+    height, width = native
+    longest = max(height, width)
+    if max_size <= 0 or longest <= max_size:
+        return height, width
+    scale = max_size / longest
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def write_png(path: str, pixels: np.ndarray) -> None:
+    """Write a uint8/uint16 [H, W] array as a grayscale PNG, atomically."""
+    from vertspine.engine.checkpoint import atomic_write  # lazy: engine imports vertspine.data
+
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise RuntimeError(f"PNG encoding failed for {path}")
+    with atomic_write(path, "wb") as f:
+        f.write(encoded.tobytes())
+
+
+def _min_max_to_uint16(values: np.ndarray) -> np.ndarray:
+    """``floor((v - min) * 65535 / (max - min) + 0.5)``; a constant image maps to 0."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = values.min(), values.max()
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint16)
+    return np.floor((values - low) * (65535.0 / (high - low)) + 0.5).astype(np.uint16)
