@@ -1,0 +1,235 @@
+"""Loading LVM-Med (and ImageNet / SAM) encoder checkpoints into vertspine backbones.
+
+Three key layouts (``MODEL.LVMMED.WEIGHTS_LAYOUT``):
+
+- ``torchvision_resnet50``: torchvision ResNet names (``conv1``, ``bn1``,
+  ``layerN.i.{convK,bnK,downsample.0/1}``, ``fc``), the layout of ``lvmmed_resnet.torch`` and of
+  torchvision's ImageNet files. Converted to detectron2's ResNet names (:func:`torchvision_to_d2`)
+  for the detectron2 backbones, or loaded as is into smp's ResNet encoder
+  (``target="torchvision"``).
+  ``fc.*`` is dropped.
+- ``sam_vit_b``: SAM image-encoder names (``patch_embed.proj``, ``blocks.i.*``, ``neck.0-3``), the
+  layout of ``lvmmed_vit.pth``. A full SAM checkpoint is accepted: its ``image_encoder.*`` keys
+  are taken (prefix removed) and the prompt encoder / mask decoder keys dropped.
+- ``detectron2``: the target module's own names, optionally under ``backbone.`` or
+  ``backbone.bottom_up.`` (a vertspine / detectron2 model checkpoint).
+
+Every load returns an :class:`EncoderCheckpointReport`; with ``strict`` any missing, unexpected
+or mis-shaped key raises a ``ValueError`` naming the keys.
+"""
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from vertspine.modeling.sparse_rcnn.checkpoint import CheckpointReport, read_state_dict
+
+from .config import WEIGHTS_LAYOUTS
+
+__all__ = [
+    "EncoderCheckpointReport",
+    "load_encoder_checkpoint",
+    "read_encoder_state_dict",
+    "sam_image_encoder_keys",
+    "torchvision_to_d2",
+]
+
+logger = logging.getLogger(__name__)
+
+_RESNET_BLOCK = re.compile(r"^layer(\d)\.(\d+)\.(.+)$")
+
+
+@dataclass
+class EncoderCheckpointReport(CheckpointReport):
+    """:class:`CheckpointReport` of an encoder load, plus what the layout conversion dropped.
+
+    Attributes:
+        source: the file (or "<state dict>") that was read.
+        layout: its key layout.
+        dropped: checkpoint keys removed on purpose before loading, each with the reason
+            (classifier ``fc``, SAM prompt encoder / mask decoder, BN batch counters, unused
+            neck or pruned ResNet stages). They do not make the report incomplete.
+    """
+
+    source: str = "<state dict>"
+    layout: str = ""
+    dropped: Dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        body = super().__str__().split("\n", 1)
+        counts = body[0].split(": ", 1)[1]
+        lines = [f"Encoder checkpoint {self.source} (layout {self.layout}): {counts[:-1]}, "
+                 f"{len(self.dropped)} dropped by the conversion."]
+        for reason, count in Counter(self.dropped.values()).items():
+            example = next(key for key, why in self.dropped.items() if why == reason)
+            lines.append(f"  dropped {count} key(s) such as {example}: {reason}")
+        return "\n".join(lines + body[1:])
+
+
+def read_encoder_state_dict(
+        path_or_state_dict: Union[str, os.PathLike, Mapping]) -> Dict[str, Tensor]:
+    """The state dict of an encoder file or object.
+
+    Accepts a bare state dict, ``{"model": sd}`` (detectron2), ``{"state_dict": sd}``
+    (Lightning / many SSL repositories), and removes a ``module.`` prefix on every key.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+    """
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        if not os.path.isfile(path_or_state_dict):
+            raise FileNotFoundError(
+                f"Encoder checkpoint '{path_or_state_dict}' does not exist; set "
+                "MODEL.LVMMED.ENCODER_WEIGHTS to an existing file, or to \"\" for random init.")
+        path_or_state_dict = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+    if isinstance(path_or_state_dict.get("state_dict"), Mapping):
+        path_or_state_dict = path_or_state_dict["state_dict"]
+    return read_state_dict(path_or_state_dict)
+
+
+def torchvision_to_d2(key: str) -> str:
+    """The detectron2 ResNet name of a torchvision ResNet key (``fc.*`` is returned unchanged).
+
+    ``conv1`` -> ``stem.conv1``, ``bn1`` -> ``stem.conv1.norm``, ``layerN.i.convK`` ->
+    ``res{N+1}.i.convK``, ``layerN.i.bnK`` -> ``res{N+1}.i.convK.norm``,
+    ``layerN.i.downsample.0/1`` -> ``res{N+1}.i.shortcut`` / ``.shortcut.norm``.
+    """
+    if key.startswith("conv1."):
+        return "stem." + key
+    if key.startswith("bn1."):
+        return "stem.conv1.norm." + key[len("bn1."):]
+    match = _RESNET_BLOCK.match(key)
+    if match is None:
+        return key
+    stage, block, rest = int(match.group(1)) + 1, match.group(2), match.group(3)
+    rest = re.sub(r"^bn(\d)\.", r"conv\1.norm.", rest)
+    rest = rest.replace("downsample.0.", "shortcut.").replace("downsample.1.", "shortcut.norm.")
+    return f"res{stage}.{block}.{rest}"
+
+
+def sam_image_encoder_keys(state: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, str]]:
+    """SAM image-encoder keys of an encoder-only or full SAM state dict.
+
+    Returns:
+        (encoder state dict without the ``image_encoder.`` prefix, dropped keys with reasons).
+    """
+    if not any(key.startswith("image_encoder.") for key in state):
+        return dict(state), {}
+    kept, dropped = {}, {}
+    for key, value in state.items():
+        if key.startswith("image_encoder."):
+            kept[key[len("image_encoder."):]] = value
+        else:
+            dropped[key] = "full SAM checkpoint: not part of the image encoder"
+    return kept, dropped
+
+
+def _convert(state: Mapping[str, Tensor], layout: str, target: str,
+             model_keys: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, str]]:
+    """The checkpoint renamed to the target module's names, and the keys dropped (by their
+    checkpoint names)."""
+    dropped: Dict[str, str] = {}
+    if layout == "torchvision_resnet50":
+        state = dict(state)
+        for key in [k for k in state if k.startswith("fc.")]:
+            dropped[key] = "torchvision classification head, not part of the encoder"
+            del state[key]
+        if target == "detectron2":
+            state = {torchvision_to_d2(key): value for key, value in state.items()}
+        return state, dropped
+    if layout == "sam_vit_b":
+        return sam_image_encoder_keys(state)
+    for prefix in ("backbone.bottom_up.", "backbone."):  # layout == "detectron2"
+        if not any(key in model_keys for key in state) and any(k.startswith(prefix) for k in state):
+            dropped = {k: f"detectron2 model checkpoint: outside '{prefix}'"
+                       for k in state if not k.startswith(prefix)}
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state), dropped
+
+
+def _drop_unbuilt(key: str, module: nn.Module) -> str:
+    """Why a checkpoint key has no counterpart by design ("" when it should have one)."""
+    if key.endswith("num_batches_tracked"):
+        return "BatchNorm batch counter; the model's norm layer (e.g. FrozenBN) has none"
+    head = key.split(".", 1)[0]
+    if re.fullmatch(r"res[2-5]", head) and not hasattr(module, head):
+        return "ResNet stage not built (MODEL.RESNETS.OUT_FEATURES ends before it)"
+    parts = key.split(".")
+    if "neck" in parts:
+        try:
+            neck = module.get_submodule(".".join(parts[:parts.index("neck") + 1]))
+        except AttributeError:
+            neck = None
+        if isinstance(neck, nn.Identity):
+            return "SAM neck not used (MODEL.LVMMED.VIT.USE_NECK False)"
+    return ""
+
+
+def load_encoder_checkpoint(
+    module: nn.Module,
+    path_or_state_dict: Union[str, os.PathLike, Mapping],
+    layout: str,
+    *,
+    target: str = "detectron2",
+    strict: bool = True,
+) -> EncoderCheckpointReport:
+    """Convert an encoder checkpoint to ``module``'s names and load it.
+
+    Args:
+        module: the encoder to fill: a detectron2 ``ResNet`` (``target="detectron2"``), a
+            torchvision-named ResNet such as smp's encoder (``target="torchvision"``), or
+            segment_anything's ``ImageEncoderViT`` (its names are the SAM layout).
+        path_or_state_dict: a file (see :func:`read_encoder_state_dict`) or a state dict.
+        layout: one of ``WEIGHTS_LAYOUTS``.
+        target: names of ``module`` for the ResNet layout: "detectron2" or "torchvision".
+        strict: raise when any key is missing, unexpected or of another shape.
+    Returns:
+        The report, also logged (as a warning when incomplete).
+    Raises:
+        ValueError: unknown layout; with ``strict``, the report naming the offending keys.
+    """
+    if layout not in WEIGHTS_LAYOUTS:
+        raise ValueError(f"MODEL.LVMMED.WEIGHTS_LAYOUT '{layout}' is not one of {WEIGHTS_LAYOUTS}.")
+    source = (str(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike))
+              else "<state dict>")
+    expected = module.state_dict()
+    raw = read_encoder_state_dict(path_or_state_dict)
+    state, dropped = _convert(raw, layout, target, expected)
+    report = EncoderCheckpointReport(source=source, layout=layout, dropped=dropped)
+    renaming = layout == "torchvision_resnet50" and target == "detectron2"
+    renamed = {torchvision_to_d2(k): k for k in raw} if renaming else {}
+
+    def named(key: str) -> str:  # the model's name, with the checkpoint's when they differ
+        original = renamed.get(key, key)
+        return key if original == key else f"{key} (checkpoint: {original})"
+
+    loadable = {}
+    for key, value in state.items():
+        if key not in expected:
+            reason = _drop_unbuilt(key, module)
+            if reason:
+                report.dropped[named(key)] = reason
+            else:
+                report.unexpected.append(named(key))
+        elif value.shape != expected[key].shape:
+            report.skipped[named(key)] = (f"checkpoint {list(value.shape)}, "
+                                          f"model {list(expected[key].shape)}")
+        else:
+            loadable[key] = value
+            report.loaded.append(key)
+    report.missing = [key for key in expected
+                      if key not in state and not key.endswith("num_batches_tracked")]
+    if strict and not report.complete:
+        raise ValueError(
+            "Strict loading of the encoder checkpoint failed (MODEL.LVMMED.STRICT True).\n"
+            f"{report}\n"
+            "Check MODEL.LVMMED.WEIGHTS_LAYOUT and the backbone sizes (MODEL.RESNETS.*, "
+            "MODEL.LVMMED.VIT.*), or set MODEL.LVMMED.STRICT False to load what matches.")
+    module.load_state_dict(loadable, strict=False)
+    logger.log(logging.INFO if report.complete else logging.WARNING, "%s", report)
+    return report
