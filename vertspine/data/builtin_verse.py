@@ -1,0 +1,70 @@
+"""Named VerSe datasets: ``verse19_{train,val,test}`` and ``verse20_{train,val,test}``.
+
+They read the output of ``tools/convert_verse.py`` (sagittal CT slices, one box per vertebra,
+categories 1..25 = C1..L6) under ``$VERTSPINE_DATASETS`` (default ``datasets``)::
+
+    <root>/verse19/images/{split}/*.png
+    <root>/verse19/annotations/verse19_{split}.json      (likewise verse20)
+
+Registration is lazy and never fails when the files are missing; loading a split before its
+conversion raises FileNotFoundError naming the json and the command that writes it. Metadata:
+``thing_classes`` and ``level_names`` C1..L6, ``evaluator_type="vertebra_level"``.
+"""
+import functools
+import os
+from typing import List, Optional
+
+from detectron2.data import DatasetCatalog
+
+from .coco_registration import register_coco_dataset, unregister_dataset
+from .verse.convert import verse_output_paths
+from .verse.discovery import SPLITS
+from .verse.labels import VERTEBRA_LEVELS
+
+__all__ = ["VERSE_DATASET_NAMES", "VERSE_RELEASES", "register_verse_datasets", "require_verse_converted"]
+
+VERSE_RELEASES = ("verse19", "verse20")
+VERSE_DATASET_NAMES = tuple(f"{release}_{split}" for release in VERSE_RELEASES for split in SPLITS)
+CONVERT_COMMAND = "python tools/convert_verse.py --input <VerSe folder> --name {name} --output {output}"
+
+
+def require_verse_converted(output_root: str, name: str, split: str) -> None:
+    """Raise FileNotFoundError naming the missing json and the conversion command."""
+    json_file = verse_output_paths(output_root, name)[split]["json_file"]
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(
+            f"{name}_{split} is not converted: {os.path.abspath(json_file)} does not exist. "
+            f"Convert the VerSe release with `{CONVERT_COMMAND.format(name=name, output=output_root)}`,"
+            " or set VERTSPINE_DATASETS to the folder that holds "
+            f"{name}/ (see datasets/README.md)."
+        )
+
+
+def register_verse_datasets(root: Optional[str] = None) -> List[str]:
+    """(Re-)register the six VerSe dataset names on converted data under ``root``.
+
+    Args:
+        root: the folder holding ``verse19/`` and ``verse20/``; None means
+            ``$VERTSPINE_DATASETS`` (default ``datasets``).
+    Returns:
+        the registered names.
+    """
+    root = root or os.environ.get("VERTSPINE_DATASETS", "datasets")
+    for release in VERSE_RELEASES:
+        output_root = os.path.join(root, release)
+        paths = verse_output_paths(output_root, release)
+        for split in SPLITS:
+            name = f"{release}_{split}"
+            if name in DatasetCatalog:
+                unregister_dataset(name)
+            register_coco_dataset(
+                name,
+                paths[split]["json_file"],
+                paths[split]["image_root"],
+                num_classes=len(VERTEBRA_LEVELS),
+                prepare=functools.partial(require_verse_converted, output_root, release, split),
+                thing_classes=list(VERTEBRA_LEVELS),
+                level_names=list(VERTEBRA_LEVELS),
+                evaluator_type="vertebra_level",
+            )
+    return list(VERSE_DATASET_NAMES)
