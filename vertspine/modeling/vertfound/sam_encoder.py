@@ -1,0 +1,247 @@
+"""SAM prompted with boxes: the per-box mask-decoder output token as the box's spatial feature.
+
+VertFound keeps, for every box prompt, the output of SAM's two-way transformer at mask-token
+slot 0 (the token of the single mask that ``multimask_output=False`` returns): a vector of the
+mask decoder's width (256 for the official models). :class:`SamBoxEncoder` computes it with
+segment_anything's own modules, running the image encoder once per image and the prompt encoder
+and two-way transformer batched over all boxes; the mask upscaling and IoU head are skipped.
+"""
+import hashlib
+import logging
+import os
+from functools import partial
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from segment_anything import sam_model_registry
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+__all__ = ["SAM_PREPROCESSING", "SamBoxEncoder", "build_sam", "file_sha256"]
+
+logger = logging.getLogger(__name__)
+SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "tiny")
+# How images reach SAM (recorded in caches): see SamBoxEncoder.preprocess.
+SAM_PREPROCESSING = (
+    "RGB uint8 -> float; longest side resized to the SAM image size (bilinear, antialias, "
+    "ResizeLongestSide rounding); (x - pixel_mean) / pixel_std; zero-padded bottom/right"
+)
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_sam(model_type: str, checkpoint: str = "", seed: int = 0, tiny=None) -> Sam:
+    """A segment_anything ``Sam``: the official builders, or a tiny one for tests.
+
+    Args:
+        model_type: "vit_b", "vit_l", "vit_h" (1024 px input) or "tiny".
+        checkpoint: official checkpoint file, loaded with
+            :func:`~.weights.load_sam_checkpoint` ("" = random init).
+        seed: seed of the random initialisation (used when there is no checkpoint).
+        tiny: for "tiny", a config node or object with IMAGE_SIZE, PATCH_SIZE, ENCODER_DIM,
+            ENCODER_DEPTH, ENCODER_HEADS, PROMPT_DIM, DECODER_DEPTH, DECODER_MLP_DIM,
+            DECODER_HEADS.
+    Raises:
+        ValueError: unknown model type, missing checkpoint file, or a checkpoint with "tiny".
+    """
+    if model_type not in SAM_MODEL_TYPES:
+        raise ValueError(
+            f"MODEL.VERTFOUND.SAM.MODEL_TYPE is {model_type!r}; use one of {SAM_MODEL_TYPES}."
+        )
+    if checkpoint and not os.path.isfile(checkpoint):
+        raise ValueError(
+            f"MODEL.VERTFOUND.SAM.CHECKPOINT {checkpoint!r} does not exist; download it with "
+            "scripts/download_weights.py or set the key to the file."
+        )
+    if model_type == "tiny" and checkpoint:
+        raise ValueError("MODEL.VERTFOUND.SAM.CHECKPOINT must be empty for the tiny SAM.")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if model_type == "tiny":
+            return _build_tiny_sam(tiny)
+        sam = sam_model_registry[model_type](checkpoint=None)
+    if checkpoint:
+        from .weights import load_sam_checkpoint  # checks the variant, reports every key
+
+        logger.info("SAM %s from %s:\n%s", model_type, checkpoint,
+                    load_sam_checkpoint(sam, checkpoint, model_type=model_type))
+    return sam
+
+
+def _build_tiny_sam(t) -> Sam:
+    """A small ``Sam`` with the official structure (global attention, no relative positions)."""
+    if t.IMAGE_SIZE % t.PATCH_SIZE:
+        raise ValueError(f"SAM.TINY.IMAGE_SIZE {t.IMAGE_SIZE} is not a multiple of PATCH_SIZE.")
+    grid = t.IMAGE_SIZE // t.PATCH_SIZE
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=t.IMAGE_SIZE, patch_size=t.PATCH_SIZE, embed_dim=t.ENCODER_DIM,
+            depth=t.ENCODER_DEPTH, num_heads=t.ENCODER_HEADS, mlp_ratio=4.0,
+            out_chans=t.PROMPT_DIM, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=t.PROMPT_DIM, image_embedding_size=(grid, grid),
+            input_image_size=(t.IMAGE_SIZE, t.IMAGE_SIZE), mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3, transformer_dim=t.PROMPT_DIM,
+            transformer=TwoWayTransformer(depth=t.DECODER_DEPTH, embedding_dim=t.PROMPT_DIM,
+                                          mlp_dim=t.DECODER_MLP_DIM, num_heads=t.DECODER_HEADS),
+            iou_head_depth=3, iou_head_hidden_dim=t.PROMPT_DIM,
+        ),
+    )
+
+
+class SamBoxEncoder:
+    """Mask tokens of box prompts from a segment_anything ``Sam``.
+
+    A plain helper (not a module): the ``Sam`` stays registered where its owner keeps it
+    (``VertFound.sam``), so parameter names are segment_anything's.
+
+    Attributes:
+        sam: the wrapped model (``sam.image_encoder``, ``sam.prompt_encoder``,
+            ``sam.mask_decoder`` as in segment_anything).
+        image_size: SAM's square input side S (pixels), read from the model.
+        token_dim: width of the mask token, read from the mask decoder.
+        roi_size: side k of the optional RoI-aligned image-embedding features (0 = none).
+        feature_dim: width of a box's feature: the mask token, then (``roi_size`` > 0) the
+            k x k RoIAlign of the image embedding in the box and in the box enlarged
+            ``roi_context`` times about its centre (2 C k^2 values). The RoI part is not in
+            VertFound; it gives encoders trained from scratch a direct local feature.
+    """
+
+    def __init__(self, sam: Sam, box_chunk: int = 64, roi_size: int = 0,
+                 roi_context: float = 2.0):
+        self.sam = sam
+        self.box_chunk = max(1, int(box_chunk))
+        self.image_size = int(sam.image_encoder.img_size)
+        self.token_dim = int(sam.mask_decoder.transformer_dim)
+        self.roi_size, self.roi_context = int(roi_size), float(roi_context)
+        embedding_dim = int(sam.prompt_encoder.embed_dim)
+        self.roi_dim = 2 * embedding_dim * self.roi_size ** 2
+        self.feature_dim = self.token_dim + self.roi_dim
+
+    def unused_parameters(self) -> List[nn.Parameter]:
+        """Parameters the mask token does not depend on (mask upscaling and heads, IoU head,
+        point and mask prompt embeddings); frozen so DDP sees no unused trainable ones."""
+        decoder, prompt = self.sam.mask_decoder, self.sam.prompt_encoder
+        modules = [decoder.output_upscaling, decoder.output_hypernetworks_mlps,
+                   decoder.iou_prediction_head, prompt.mask_downscaling, prompt.not_a_point_embed,
+                   prompt.point_embeddings[0], prompt.point_embeddings[1]]
+        return [p for m in modules for p in m.parameters()]
+
+    def input_size(self, height: int, width: int) -> Tuple[int, int]:
+        """(h, w) of an image of (height, width) resized to SAM's input (before padding)."""
+        return ResizeLongestSide.get_preprocess_shape(height, width, self.image_size)
+
+    def preprocess(self, images: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Resize (longest side to S), normalise and pad images as ``SAM_PREPROCESSING`` says.
+
+        Args:
+            images: B tensors [3, H, W] in RGB, values 0..255.
+        Returns:
+            (batch [B, 3, S, S] float, [B, 4] factors (sx, sy, sx, sy) taking XYXY boxes from
+            image pixels to SAM input pixels, per axis as ``ResizeLongestSide.apply_boxes``).
+        """
+        device = self.sam.pixel_mean.device
+        batch, scales = [], []
+        for image in images:
+            height, width = image.shape[-2:]
+            new_h, new_w = self.input_size(height, width)
+            x = image.to(device=device, dtype=torch.float32)[None]
+            if (new_h, new_w) != (height, width):
+                x = F.interpolate(x, (new_h, new_w), mode="bilinear", align_corners=False,
+                                  antialias=True)
+            x = (x[0] - self.sam.pixel_mean) / self.sam.pixel_std
+            batch.append(F.pad(x, (0, self.image_size - new_w, 0, self.image_size - new_h)))
+            scales.append([new_w / width, new_h / height] * 2)
+        return torch.stack(batch), torch.tensor(scales, device=device)
+
+    def encode_images(self, batch: Tensor) -> Tensor:
+        """SAM image embeddings [B, C, h, w] of a preprocessed batch [B, 3, S, S]."""
+        return self.sam.image_encoder(batch)
+
+    def box_tokens(self, embeddings: Tensor, boxes: Tensor, image_index: Tensor) -> Tensor:
+        """Mask-token slot 0 of the two-way transformer for each box prompt.
+
+        Args:
+            embeddings: [B, C, h, w] image embeddings from :meth:`encode_images`.
+            boxes: [M, 4] XYXY boxes in SAM input pixels (the preprocessed frame).
+            image_index: [M] int64, the image (row of ``embeddings``) of each box.
+        Returns:
+            [M, C] tokens, equal to ``hs[:, 1]`` of ``sam.mask_decoder.transformer`` when
+            segment_anything's ``MaskDecoder`` is called with the same prompt.
+        """
+        decoder, prompt = self.sam.mask_decoder, self.sam.prompt_encoder
+        out = []
+        image_pe = prompt.get_dense_pe()
+        for start in range(0, boxes.shape[0], self.box_chunk):
+            chunk = boxes[start:start + self.box_chunk]
+            sparse, dense = prompt(points=None, boxes=chunk, masks=None)
+            count = chunk.shape[0]
+            output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], 0)
+            tokens = torch.cat([output_tokens[None].expand(count, -1, -1), sparse], dim=1)
+            src = embeddings[image_index[start:start + self.box_chunk]] + dense
+            pos = image_pe.expand(count, -1, -1, -1)
+            hs, _ = decoder.transformer(src, pos, tokens)
+            out.append(hs[:, 1])
+        if not out:
+            return embeddings.new_zeros((0, self.token_dim))
+        return torch.cat(out)
+
+    def box_rois(self, embeddings: Tensor, boxes: Tensor, image_index: Tensor) -> Tensor:
+        """RoIAlign features of each box and of its enlarged context box.
+
+        Args:
+            embeddings: [B, C, h, w]. boxes: [M, 4] XYXY in SAM input pixels. image_index: [M].
+        Returns:
+            [M, 2 C k^2] (box bins, then context bins), k = ``roi_size``.
+        """
+        centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
+        context = torch.cat([centre - half * self.roi_context, centre + half * self.roi_context], 1)
+        scale = embeddings.shape[-1] / self.image_size
+        out = []
+        for region in (boxes, context):
+            rois = torch.cat([image_index[:, None].to(region.dtype), region], dim=1)
+            pooled = roi_align(embeddings, rois, self.roi_size, spatial_scale=scale,
+                               sampling_ratio=2, aligned=True)
+            out.append(pooled.flatten(1))
+        return torch.cat(out, dim=1)
+
+    def __call__(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> List[Tensor]:
+        """Features of every box of every image; each image's encoder runs once.
+
+        Args:
+            images: B tensors [3, H, W] RGB 0..255.
+            boxes: B tensors [N_i, 4] XYXY in the pixels of the matching image.
+        Returns:
+            B tensors [N_i, feature_dim]: the mask token (and RoI features, see the class doc).
+        """
+        batch, scales = self.preprocess(images)
+        embeddings = self.encode_images(batch)
+        counts = [len(b) for b in boxes]
+        device = embeddings.device
+        prompts = torch.cat([b.to(device, torch.float32) * s for b, s in zip(boxes, scales)])
+        prompts = prompts.reshape(-1, 4)
+        index = torch.repeat_interleave(torch.arange(len(counts), device=device),
+                                        torch.tensor(counts, device=device))
+        features = self.box_tokens(embeddings, prompts, index)
+        if self.roi_size > 0:
+            features = torch.cat([features, self.box_rois(embeddings, prompts, index)], dim=1)
+        return list(features.split(counts))
