@@ -15,7 +15,7 @@ import logging
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registrations)
 from detectron2.engine import default_argument_parser, default_setup
 from vertspine.config import get_vertspine_cfg
-from vertspine.data import register_datasets_from_config
+from vertspine.data import register_datasets_from_config, register_image_folders_from_config
 from vertspine.engine import AtomicDetectionCheckpointer, Trainer, launch
 
 logger = logging.getLogger("vertspine")
@@ -23,13 +23,15 @@ logger = logging.getLogger("vertspine")
 
 def setup(args):
     """Config from defaults + vertspine keys + file + command-line overrides; logging, seeds,
-    config dump in OUTPUT_DIR; datasets named in DATASETS.COCO_JSON registered."""
+    config dump in OUTPUT_DIR; datasets named in DATASETS.COCO_JSON and DATASETS.IMAGE_FOLDER
+    registered."""
     cfg = get_vertspine_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     register_datasets_from_config(cfg)
+    register_image_folders_from_config(cfg)
     return cfg
 
 

@@ -35,7 +35,7 @@ def test_import_registers_the_four_names_under_the_default_root():
     for name in PHANTOM_DATASET_NAMES:
         assert name in DatasetCatalog
         metadata = MetadataCatalog.get(name)
-        assert metadata.evaluator_type == "coco"
+        assert metadata.evaluator_type == ("vertebra_level" if "vertebrae" in name else "coco")
         assert metadata.json_file.startswith(expected_root + os.sep)
     assert MetadataCatalog.get("phantom_lesions_val").thing_classes == list(LESION_CLASSES)
     assert MetadataCatalog.get("phantom_vertebrae_train").level_names == list(VERTEBRA_LEVELS)

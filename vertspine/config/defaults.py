@@ -8,7 +8,12 @@ no vertspine YAML meets "Non-existent config key". Model families add their own 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from vertspine.modeling.classification import add_image_classifier_config
+from vertspine.modeling.lvmmed import add_lvmmed_config
 from vertspine.modeling.sparse_rcnn import add_sparse_rcnn_config
+from vertspine.modeling.vertfound import add_vertfound_config
+from vertspine.data.transforms.config import add_autoaugment_config
+from vertspine.evaluation.config import add_vertebra_level_config
 
 __all__ = ["add_vertspine_config", "get_vertspine_cfg"]
 
@@ -46,7 +51,15 @@ def _add_framework_config(cfg: CN) -> None:
 
 
 # One entry per model family: the families' add_<family>_config functions.
-_FAMILY_CONFIGS = (_add_framework_config, add_sparse_rcnn_config)
+_FAMILY_CONFIGS = (
+    _add_framework_config,
+    add_autoaugment_config,
+    add_vertebra_level_config,
+    add_sparse_rcnn_config,
+    add_image_classifier_config,
+    add_lvmmed_config,
+    add_vertfound_config,
+)
 
 
 def add_vertspine_config(cfg: CN) -> CN:

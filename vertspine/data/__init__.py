@@ -11,9 +11,21 @@ from .dataset_mapper import VertspineDatasetMapper
 from .mapper_registry import MAPPER_REGISTRY, build_dataset_mapper
 from .image_io import ImageReadError, read_dicom, read_image
 from .builtin import PHANTOM_DATASET_NAMES, register_phantom_datasets  # registers phantom_*
+from .image_label_datasets import (
+    dataset_split,
+    register_classification_view,
+    register_image_folder,
+    register_image_folders_from_config,
+)
+from .image_label_mapper import ImageLabelDatasetMapper  # registers the mapper
+from .image_mask_folders import load_image_mask_folders, read_label_mask, register_image_mask_folders
+from .sem_seg_mapper import SemSegDatasetMapper  # registers the mapper
 
 __all__ = [
     "MAPPER_REGISTRY", "NUM_CLASSES_KEYS", "PHANTOM_DATASET_NAMES", "DatasetValidationError", "ImageReadError", "VertspineDatasetMapper",
     "build_dataset_mapper", "check_num_classes", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset", "register_phantom_datasets",
     "register_datasets_from_config", "unregister_dataset",
+    "ImageLabelDatasetMapper", "dataset_split", "register_classification_view", "register_image_folder",
+    "register_image_folders_from_config",
+    "SemSegDatasetMapper", "load_image_mask_folders", "read_label_mask", "register_image_mask_folders",
 ]

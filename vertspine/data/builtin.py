@@ -6,6 +6,15 @@ images included as negatives) under ``$VERTSPINE_DATASETS/phantom`` (default
 ``datasets/phantom``, relative to the working directory at import). Nothing is generated at
 import: the data is written by :func:`~vertspine.data.phantom.ensure_phantom_dataset` the first
 time one of these datasets is loaded, and reused while its manifest matches.
+
+It also registers ``vindr_spinexr_{train,val,test}`` (the 7 VinDr-SpineXR lesion classes,
+``evaluator_type="vindr"``) on the output of ``tools/convert_vindr.py`` under
+``$VERTSPINE_DATASETS/vindr_spinexr``; loading one before the conversion raises an error
+naming the missing json and the command to run.
+
+And ``verse19_{train,val,test}`` / ``verse20_{train,val,test}`` (25 vertebra levels,
+``evaluator_type="vertebra_level"``) on the output of ``tools/convert_verse.py``: see
+:mod:`.builtin_verse`. ``phantom_vertebrae_*`` also use the ``vertebra_level`` evaluator.
 """
 import functools
 import os
@@ -13,7 +22,9 @@ from typing import List, Optional
 
 from detectron2.data import DatasetCatalog
 
+from .builtin_classification import register_builtin_classification_datasets
 from .coco_registration import register_coco_dataset, unregister_dataset
+from .phantom_spine_seg import register_phantom_spine_seg
 from .phantom import (
     LESION_CLASSES,
     SPLITS,
@@ -22,11 +33,17 @@ from .phantom import (
     ensure_phantom_dataset,
     phantom_dataset_paths,
 )
+from .builtin_verse import VERSE_DATASET_NAMES, register_verse_datasets  # noqa: F401
+from .vindr import VINDR_LESION_CLASSES, default_vindr_root, require_converted, vindr_dataset_paths
 
-__all__ = ["PHANTOM_DATASET_NAMES", "default_phantom_root", "register_phantom_datasets"]
+__all__ = [
+    "PHANTOM_DATASET_NAMES", "VINDR_DATASET_NAMES", "default_phantom_root",
+    "register_phantom_datasets", "register_vindr_datasets",
+]
 
 _TASKS = {"vertebrae": VERTEBRA_LEVELS, "lesions": LESION_CLASSES}
 PHANTOM_DATASET_NAMES = tuple(f"phantom_{task}_{split}" for task in _TASKS for split in SPLITS)
+VINDR_DATASET_NAMES = ("vindr_spinexr_train", "vindr_spinexr_val", "vindr_spinexr_test")
 
 
 def default_phantom_root() -> str:
@@ -65,10 +82,43 @@ def register_phantom_datasets(
                 num_classes=len(classes),
                 prepare=prepare,
                 thing_classes=list(classes),
-                evaluator_type="coco",
+                evaluator_type="vertebra_level" if task == "vertebrae" else "coco",
                 **extra,
             )
     return list(PHANTOM_DATASET_NAMES)
 
 
+def register_vindr_datasets(root: Optional[str] = None) -> List[str]:
+    """(Re-)register ``vindr_spinexr_{train,val,test}`` on the converted data under ``root``.
+
+    Lazy: nothing is read until a dataset is loaded; then a missing json raises
+    FileNotFoundError naming it and the ``tools/convert_vindr.py`` command.
+
+    Args:
+        root: the converter's output folder; None means ``$VERTSPINE_DATASETS/vindr_spinexr``.
+    Returns:
+        the registered names.
+    """
+    root = root or default_vindr_root()
+    paths = vindr_dataset_paths(root)
+    for name in VINDR_DATASET_NAMES:
+        split = name.rsplit("_", 1)[1]
+        if name in DatasetCatalog:
+            unregister_dataset(name)
+        register_coco_dataset(
+            name,
+            paths[split]["json"],
+            paths[split]["image_root"],
+            num_classes=len(VINDR_LESION_CLASSES),
+            prepare=functools.partial(require_converted, root, split),
+            thing_classes=list(VINDR_LESION_CLASSES),
+            evaluator_type="vindr",
+        )
+    return list(VINDR_DATASET_NAMES)
+
+
 register_phantom_datasets()
+register_vindr_datasets()
+register_verse_datasets()  # verse19_*/verse20_*: tools/convert_verse.py output, lazy
+register_builtin_classification_datasets()  # image-level views: phantom_abnormal_*, vindr_spinexr_cls_*
+register_phantom_spine_seg(default_phantom_root())  # phantom_spine_seg_{train,val}: vertebra masks

@@ -15,7 +15,14 @@ NUM_CLASSES_KEYS: Dict[str, str] = {
     "GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES",
     "RetinaNet": "MODEL.RETINANET.NUM_CLASSES",
     "SparseRCNN": "MODEL.SPARSE_RCNN.NUM_CLASSES",
+    "VertFound": "MODEL.VERTFOUND.NUM_CLASSES",
+    "ImageClassifier": "MODEL.IMAGE_CLASSIFIER.NUM_CLASSES",
+    "UNetSegmentor": "MODEL.LVMMED.UNET.NUM_CLASSES",  # foreground classes (thing_classes)
 }
+# Image classifiers: only datasets with evaluator_type "classification" are checked (a detection
+# dataset read as abnormal-vs-normal keeps its lesion classes), and NUM_CLASSES 1 is binary
+# (one logit for two classes).
+_IMAGE_LEVEL = {"ImageClassifier"}
 
 
 def _config_value(cfg: CfgNode, dotted_key: str):
@@ -37,8 +44,13 @@ def check_num_classes(cfg: CfgNode, dataset_names: Iterable[str]) -> None:
     if key is None:
         return
     expected = _config_value(cfg, key)
+    image_level = cfg.MODEL.META_ARCHITECTURE in _IMAGE_LEVEL
     for name in dataset_names:
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        metadata = MetadataCatalog.get(name)
+        classes = metadata.get("thing_classes", None)
+        if image_level and (metadata.get("evaluator_type", None) != "classification"
+                            or (expected == 1 and classes is not None and len(classes) == 2)):
+            continue
         if classes is not None and len(classes) != expected:
             raise ValueError(
                 f"Dataset '{name}' has {len(classes)} classes {list(classes)}, but {key} is "

@@ -11,8 +11,10 @@ import torch
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
 
 from .image_io import read_image
+from .transforms.autoaugment import build_autoaugment
 
 __all__ = ["VertspineDatasetMapper"]
 
@@ -24,7 +26,19 @@ class VertspineDatasetMapper(DatasetMapper):
     Build it as the parent: ``VertspineDatasetMapper(cfg, is_train=True)`` or with keyword
     arguments. ``INPUT.FORMAT`` must be "BGR", "RGB" or "L". Semantic segmentation label files
     are still read with detectron2's reader: label values must not be rescaled.
+    With ``INPUT.AUTOAUGMENT.ENABLED``, training appends the AutoAugment policy
+    (:mod:`vertspine.data.transforms.autoaugment`) after detectron2's augmentations; the
+    ground-truth boxes are given to the augmentations (``AugInput.boxes``) for that.
     """
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
+        """detectron2's arguments, plus the AutoAugment policy when enabled in training."""
+        ret = super().from_config(cfg, is_train)
+        autoaugment = cfg.INPUT.get("AUTOAUGMENT")  # absent from plain detectron2 configs
+        if is_train and autoaugment is not None and autoaugment.ENABLED:
+            ret["augmentations"] = list(ret["augmentations"]) + [build_autoaugment(cfg)]
+        return ret
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """Map one detectron2 standard record to the model's input.
@@ -57,7 +71,7 @@ class VertspineDatasetMapper(DatasetMapper):
         else:
             sem_seg_gt = None
 
-        aug_input = T.AugInput(image, sem_seg=sem_seg_gt)
+        aug_input = T.AugInput(image, boxes=_annotation_boxes(dataset_dict), sem_seg=sem_seg_gt)
         transforms = self.augmentations(aug_input)
         image, sem_seg_gt = aug_input.image, aug_input.sem_seg
 
@@ -80,3 +94,12 @@ class VertspineDatasetMapper(DatasetMapper):
             self._transform_annotations(dataset_dict, transforms, image_shape)
 
         return dataset_dict
+
+
+def _annotation_boxes(dataset_dict: Dict[str, Any]):
+    """The record's boxes as float [N, 4] XYXY_ABS, or None when it has no annotations key."""
+    if "annotations" not in dataset_dict:
+        return None
+    boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+             for a in dataset_dict["annotations"]]
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
