@@ -4,10 +4,9 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image, ImageOps
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 import vertspine  # noqa: F401  (makes detectron2 importable)
+from dicom_writer import write_dicom_file  # tests/ is on sys.path
 from vertspine.data.image_io import (
     ImageReadError,
     min_max_to_uint8,
@@ -25,28 +24,10 @@ CENTER, WIDTH = 1000, 2001
 
 def write_dicom(path, stored=STORED, *, photometric="MONOCHROME2", rescale=True, window=True,
                 pixels=True):
-    """Write a single-frame uint16 DICOM file (with preamble) and return its path."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    if rescale:
-        ds.RescaleSlope, ds.RescaleIntercept = SLOPE, INTERCEPT
-    if window:
-        ds.WindowCenter, ds.WindowWidth = CENTER, WIDTH
-    if pixels:
-        ds.PixelData = stored.astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    """Write a single-frame uint16 CT DICOM file (with preamble) and return its path."""
+    return write_dicom_file(path, stored, photometric=photometric, modality="CT",
+                            rescale=(SLOPE, INTERCEPT) if rescale else None,
+                            window=(CENTER, WIDTH) if window else None, pixels=pixels)
 
 
 def expected_windowed_uint8(stored=STORED):

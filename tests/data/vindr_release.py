@@ -9,8 +9,7 @@ import csv
 import os
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from dicom_writer import write_dicom_file  # tests/ is on sys.path
 
 CENTER, WIDTH = 2048.0, 2001.0
 COLUMNS = ["study_id", "series_id", "image_id", "rad_id", "lesion_type",
@@ -74,24 +73,9 @@ def expected_uint16(stored, photometric):
 
 
 def write_dicom(path, stored, photometric):
-    """A single-frame 12-bit DICOM with a window, with the PS3.10 preamble."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.WindowCenter, ds.WindowWidth = CENTER, WIDTH
-    ds.PixelData = stored.astype("<u2").tobytes()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    """A single-frame 12-bit DX DICOM with a window, with the PS3.10 preamble."""
+    write_dicom_file(path, stored, photometric=photometric, modality="DX", bits_stored=12,
+                     window=(CENTER, WIDTH))
 
 
 def write_release(root, train=None, test=None, extra_rows=()):

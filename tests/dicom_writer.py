@@ -1,0 +1,44 @@
+"""Single-frame uint16 DICOM files for tests, written with pydicom (PS3.10 preamble and meta)."""
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+
+def write_dicom_file(path: str, stored: np.ndarray, *, photometric: str = "MONOCHROME2",
+                     modality: str = "CT", bits_stored: int = 16,
+                     rescale: Optional[Tuple[float, float]] = None,
+                     window: Optional[Tuple[float, float]] = None, pixels: bool = True) -> str:
+    """Write ``stored`` (uint16 [H, W]) as a Secondary Capture DICOM and return ``path``.
+
+    Args:
+        rescale: (RescaleSlope, RescaleIntercept), or None for no modality LUT.
+        window: (WindowCenter, WindowWidth), or None for no VOI window.
+        pixels: False writes no PixelData (a non-image object).
+    """
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = 0
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if pixels:
+        ds.PixelData = stored.astype("<u2").tobytes()
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
