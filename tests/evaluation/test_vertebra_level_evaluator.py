@@ -112,6 +112,11 @@ def test_metrics_and_files(dataset, tmp_path):
     assert png is not None and png.shape[0] > 300 and png.shape[1] > 300
     with open(os.path.join(out_dir, "vertebra_level_metrics.json")) as f:
         assert json.load(f)["metrics"] == metrics
+    with open(os.path.join(out_dir, "vertebra_level_per_image.json")) as f:
+        per_image = json.load(f)
+    pairs = [(g, p) for image in per_image for g, p in zip(image["gt"], image["pred"])]
+    assert sum(g == p for g, p in pairs) / len(pairs) * 100 == pytest.approx(metrics["IDR"])
+    assert ("C5", "C6") in pairs and ("L2", None) in pairs
     assert not [n for n in os.listdir(out_dir) if n.endswith(".tmp")]
 
 

@@ -13,8 +13,10 @@ predictions), converted from the outputs in :meth:`process`; nothing of the mode
 ``Instances`` is kept, so evaluators running beside it (COCO's remaps category ids of its own
 copies in place) cannot change these results. :meth:`evaluate` gathers them on the main process
 (``comm.gather``), returns ``{"vertebra_level": {...}}`` there ({} elsewhere) and writes
-``vertebra_level_confusion.csv``, ``vertebra_level_confusion.png`` and
-``vertebra_level_metrics.json`` to the output folder (atomically).
+``vertebra_level_confusion.csv``, ``vertebra_level_confusion.png``,
+``vertebra_level_metrics.json`` and ``vertebra_level_per_image.json`` (per image: the level names
+of its ground-truth vertebrae, top of the annotation list first, and the matched predicted level,
+null where none matched; for error analysis) to the output folder (atomically).
 """
 import json
 import logging
@@ -122,7 +124,7 @@ class VertebraLevelEvaluator(DatasetEvaluator):
             [(r["gt"], r["pred"]) for r in results], self._class_names[:num_classes]
         )
         if self._output_dir:
-            self._write(metrics, confusion)
+            self._write(metrics, confusion, results)
         logger.info("Vertebra-level results on %s: IDR %.2f, IRA %.2f, off-by-one %.2f, MAE %.3f",
                     self._dataset_name, metrics["IDR"], metrics["IRA"], metrics["off_by_one"], metrics["MAE"])
         return {"vertebra_level": metrics}
@@ -153,7 +155,8 @@ class VertebraLevelEvaluator(DatasetEvaluator):
                 self._class_names = _level_names(MetadataCatalog.get(self._dataset_name))
         return self._ground_truth
 
-    def _write(self, metrics: Dict[str, float], confusion: np.ndarray) -> None:
+    def _write(self, metrics: Dict[str, float], confusion: np.ndarray,
+               results: List[Dict[str, Any]]) -> None:
         names = self._class_names
         folder = self._output_dir
         os.makedirs(folder, exist_ok=True)
@@ -164,6 +167,11 @@ class VertebraLevelEvaluator(DatasetEvaluator):
         with atomic_write(os.path.join(folder, "vertebra_level_metrics.json"), "w") as f:
             json.dump({"dataset": self._dataset_name, "iou_threshold": self._iou_threshold,
                        "score_threshold": self._score_threshold, "metrics": metrics}, f, indent=2)
+        per_image = [{"image_id": r["image_id"], "gt": [names[int(k)] for k in r["gt"]],
+                      "pred": [names[int(k)] if k >= 0 else None for k in r["pred"]]}
+                     for r in results]
+        with atomic_write(os.path.join(folder, "vertebra_level_per_image.json"), "w") as f:
+            json.dump(per_image, f)
 
 
 def _level_names(metadata) -> List[str]:
