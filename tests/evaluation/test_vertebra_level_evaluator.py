@@ -5,10 +5,9 @@ import json
 import os
 
 import cv2
-import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.structures import Boxes, Instances
 from detectron2.utils import comm

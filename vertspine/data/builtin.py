@@ -33,7 +33,7 @@ from .phantom import (
     ensure_phantom_dataset,
     phantom_dataset_paths,
 )
-from .builtin_verse import VERSE_DATASET_NAMES, register_verse_datasets  # noqa: F401
+from .builtin_verse import register_verse_datasets
 from .vindr import VINDR_LESION_CLASSES, default_vindr_root, require_converted, vindr_dataset_paths
 
 __all__ = [

@@ -1,16 +1,10 @@
-"""Sparse R-CNN through train_net.py: the instant config trains, evaluates and reloads.
-
-Runs once ``add_sparse_rcnn_config`` is among the config families (vertspine.config.defaults).
-"""
+"""Sparse R-CNN through train_net.py: the instant config trains, evaluates and reloads."""
 import json
 import os
 
-import pytest
 import torch
 
 from conftest import REPO_ROOT, run_train_net
-from vertspine.config.defaults import _FAMILY_CONFIGS
-from vertspine.modeling.sparse_rcnn import add_sparse_rcnn_config
 
 INSTANT = os.path.join(
     REPO_ROOT, "configs/quick_schedules/sparse_rcnn_R_18_FPN_phantom_lesions_instant_test.yaml")
@@ -21,8 +15,6 @@ def _results(output_dir):
         return json.load(f)["results"]
 
 
-@pytest.mark.skipif(add_sparse_rcnn_config not in _FAMILY_CONFIGS,
-                    reason="MODEL.SPARSE_RCNN is not yet part of add_vertspine_config")
 def test_instant_config_trains_then_eval_only_reproduces_metrics(tiny_phantom, tmp_path):
     train_dir, eval_dir = str(tmp_path / "train"), str(tmp_path / "eval")
     run_train_net(["--config-file", INSTANT, *tiny_phantom["opts"], "OUTPUT_DIR", train_dir])

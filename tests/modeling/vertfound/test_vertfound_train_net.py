@@ -4,16 +4,10 @@ evaluator is "vertebra_level" (IDR/IRA); the tiny fixture's splits would get COC
 import json
 import os
 
-import pytest
 import torch
 
 from conftest import run_train_net
-from vertspine.config.defaults import _FAMILY_CONFIGS
-from vertspine.modeling.vertfound import add_vertfound_config
 from vertfound_test_utils import INSTANT
-
-pytestmark = pytest.mark.skipif(add_vertfound_config not in _FAMILY_CONFIGS,
-                                reason="MODEL.VERTFOUND is not yet part of add_vertspine_config")
 
 
 def _results(output_dir):
