@@ -1,5 +1,11 @@
 """The landmark ceiling of the phantom's vertebra levels (vertspine.data.phantom.landmarks)."""
+import importlib.util
+import json
+import os
+
 import pytest
+
+from conftest import REPO_ROOT
 
 from vertspine.data.phantom.landmarks import consistent_shifts, landmark_ceiling
 
@@ -27,3 +33,20 @@ def test_ceiling_weights_images_by_their_vertebrae():
 def test_gaps_are_refused():
     with pytest.raises(ValueError, match="not consecutive"):
         consistent_shifts([3, 5])
+
+
+def test_script_splits_predictions_by_landmarks(tmp_path, capsys):
+    script = os.path.join(REPO_ROOT, "scripts", "phantom_level_ceiling.py")
+    spec = importlib.util.spec_from_file_location("phantom_level_ceiling", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    per_image = [
+        {"image_id": 1, "gt": ["C1", "C2", "C3", "C4"], "pred": ["C1", "C2", "C3", "C5"]},
+        {"image_id": 2, "gt": ["T3", "T4", "T5", "T6"], "pred": ["T3", "T4", "T5", "T6"]},
+    ]
+    path = tmp_path / "vertebra_level_per_image.json"
+    path.write_text(json.dumps(per_image))
+    module.print_split_results(str(path))
+    out = capsys.readouterr().out
+    assert "pinned (1 position): 1 images, 4 vertebrae, IDR 75.0%, IRA 0.0%" in out
+    assert "ambiguous (2+ positions): 1 images, 4 vertebrae, IDR 100.0%, IRA 100.0%" in out
