@@ -16,7 +16,7 @@ import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registr
 from detectron2.engine import default_argument_parser, default_setup
 from vertspine.config import get_vertspine_cfg
 from vertspine.data import register_datasets_from_config, register_image_folders_from_config
-from vertspine.engine import AtomicDetectionCheckpointer, Trainer, launch
+from vertspine.engine import AtomicDetectionCheckpointer, Trainer, check_weights_file, launch
 
 logger = logging.getLogger("vertspine")
 
@@ -37,6 +37,7 @@ def setup(args):
 
 def main(args):
     cfg = setup(args)
+    check_weights_file(cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, args.resume)
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS and not args.resume:
             raise ValueError("--eval-only needs weights: add MODEL.WEIGHTS path/to/model.pth "

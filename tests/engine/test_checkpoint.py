@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from vertspine.engine.checkpoint import AtomicDetectionCheckpointer, atomic_write
+from vertspine.engine.checkpoint import AtomicDetectionCheckpointer, atomic_write, check_weights_file
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -44,3 +44,16 @@ def test_checkpointer_keeps_last_checkpoint_on_failed_save(tmp_path):
     assert loaded["iteration"] == 9
     assert not torch.equal(reloaded.weight, model.weight)
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
+
+
+def test_missing_weights_file_is_named_before_anything_runs(tmp_path):
+    missing = str(tmp_path / "detector" / "model_final.pth")
+    with pytest.raises(FileNotFoundError, match=r"MODEL.WEIGHTS .*detector/model_final.pth"):
+        check_weights_file(missing, str(tmp_path / "out"), resume=False)
+    check_weights_file("", str(tmp_path), resume=False)  # random init
+    check_weights_file("detectron2://ImageNetPretrained/MSRA/R-50.pkl", str(tmp_path), False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "last_checkpoint").write_text("model_0000009.pth")
+    check_weights_file(missing, str(tmp_path / "out"), resume=True)  # resume ignores WEIGHTS
+    with pytest.raises(FileNotFoundError):
+        check_weights_file(missing, str(tmp_path / "out"), resume=False)

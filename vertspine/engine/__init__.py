@@ -1,5 +1,5 @@
 """Training engine: launch (GPU/NCCL or CPU/gloo), Trainer, hooks, atomic checkpoints."""
-from .checkpoint import AtomicDetectionCheckpointer, atomic_write
+from .checkpoint import AtomicDetectionCheckpointer, atomic_write, check_weights_file
 from .hooks import ValidationLoss
 from .launch import create_ddp_model, launch
 from .optimizer import build_optimizer
@@ -7,5 +7,5 @@ from .trainer import Trainer
 
 __all__ = [
     "AtomicDetectionCheckpointer", "Trainer", "ValidationLoss", "atomic_write",
-    "build_optimizer", "create_ddp_model", "launch",
+    "build_optimizer", "check_weights_file", "create_ddp_model", "launch",
 ]

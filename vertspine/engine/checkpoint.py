@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["AtomicDetectionCheckpointer", "atomic_write"]
+__all__ = ["AtomicDetectionCheckpointer", "atomic_write", "check_weights_file"]
 
 
 @contextmanager
@@ -58,3 +58,23 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         """Atomically point ``<save_dir>/last_checkpoint`` at ``last_filename_basename``."""
         with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
             f.write(last_filename_basename)
+
+
+def check_weights_file(weights: str, output_dir: str, resume: bool) -> None:
+    """Fail early, naming the key and the fix, when ``MODEL.WEIGHTS`` is a missing local file.
+
+    Nothing is checked for "" (random initialisation), for URLs and catalog paths (``://``),
+    or with ``resume`` when ``output_dir/last_checkpoint`` exists (then the weights are unused).
+
+    Raises:
+        FileNotFoundError: ``weights`` names no file.
+    """
+    if not weights or "://" in weights:
+        return
+    if resume and os.path.isfile(os.path.join(output_dir, "last_checkpoint")):
+        return
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"MODEL.WEIGHTS {weights!r} does not exist (working directory {os.getcwd()!r}). "
+            "Run the training that writes it (the config's comments say which), or set "
+            "MODEL.WEIGHTS to another checkpoint, or to \"\" for a random initialisation.")
