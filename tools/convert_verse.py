@@ -13,10 +13,10 @@ was left out (T13, sacrum, empty slices, unpaired files). See vertspine/data/ver
 frames and choices.
 """
 import argparse
-import os
 import sys
 
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops)
+from vertspine.data.datasets_root import datasets_root
 from vertspine.data.verse import VerseConversionConfig, convert_verse
 
 _DEFAULTS = VerseConversionConfig()
@@ -48,7 +48,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    output = args.output or os.path.join(os.environ.get("VERTSPINE_DATASETS", "datasets"), args.name)
+    output = args.output or datasets_root(args.name)
     config = VerseConversionConfig(
         num_slices=args.num_slices, slice_step_mm=args.slice_step_mm, spacing_mm=args.spacing_mm,
         window_center=args.window_center, window_width=args.window_width,

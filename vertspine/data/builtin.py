@@ -17,13 +17,13 @@ And ``verse19_{train,val,test}`` / ``verse20_{train,val,test}`` (25 vertebra lev
 :mod:`.builtin_verse`. ``phantom_vertebrae_*`` also use the ``vertebra_level`` evaluator.
 """
 import functools
-import os
 from typing import List, Optional
 
 from detectron2.data import DatasetCatalog
 
 from .builtin_classification import register_builtin_classification_datasets
 from .coco_registration import register_coco_dataset, unregister_dataset
+from .datasets_root import datasets_root
 from .phantom_spine_seg import register_phantom_spine_seg
 from .phantom import (
     LESION_CLASSES,
@@ -48,7 +48,7 @@ VINDR_DATASET_NAMES = ("vindr_spinexr_train", "vindr_spinexr_val", "vindr_spinex
 
 def default_phantom_root() -> str:
     """``$VERTSPINE_DATASETS/phantom``, with ``datasets`` when the variable is unset."""
-    return os.path.join(os.environ.get("VERTSPINE_DATASETS", "datasets"), "phantom")
+    return datasets_root("phantom")
 
 
 def register_phantom_datasets(

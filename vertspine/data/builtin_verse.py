@@ -17,6 +17,7 @@ from typing import List, Optional
 from detectron2.data import DatasetCatalog
 
 from .coco_registration import register_coco_dataset, unregister_dataset
+from .datasets_root import datasets_root
 from .verse.convert import verse_output_paths
 from .verse.discovery import SPLITS
 from .verse.labels import VERTEBRA_LEVELS
@@ -49,7 +50,7 @@ def register_verse_datasets(root: Optional[str] = None) -> List[str]:
     Returns:
         the registered names.
     """
-    root = root or os.environ.get("VERTSPINE_DATASETS", "datasets")
+    root = root or datasets_root()
     for release in VERSE_RELEASES:
         output_root = os.path.join(root, release)
         paths = verse_output_paths(output_root, release)

@@ -14,9 +14,11 @@ Levels are VerSe category ids (1 = C1 ... 24 = L5, 25 = L6, :data:`.config.VERTE
 """
 from typing import Iterable, List, Sequence, Tuple
 
+from .config import VERTEBRA_LEVELS
+
 __all__ = ["consistent_shifts", "landmark_ceiling"]
 
-_C7, _T12, _L5, _L6 = 7, 19, 24, 25
+_C7, _T12, _L5, _L6 = (VERTEBRA_LEVELS.index(name) + 1 for name in ("C7", "T12", "L5", "L6"))
 
 
 def _landmark(level: int) -> str:

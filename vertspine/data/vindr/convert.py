@@ -29,6 +29,7 @@ from typing import Any, Dict, Mapping, Tuple
 import pydicom
 from PIL import Image
 
+from ..datasets_root import datasets_root
 from .annotations import NO_FINDING, CsvImage, VinDrDataError, read_vindr_csv
 from .coco import ImageSize, build_coco, class_count_report, split_studies
 from .images import dicom_to_png_array, find_dicoms, output_size, write_png
@@ -76,7 +77,7 @@ class ConversionOptions:
 
 def default_vindr_root() -> str:
     """``$VERTSPINE_DATASETS/vindr_spinexr``, with ``datasets`` when the variable is unset."""
-    return os.path.join(os.environ.get("VERTSPINE_DATASETS", "datasets"), "vindr_spinexr")
+    return datasets_root("vindr_spinexr")
 
 
 def vindr_dataset_paths(root: str) -> Dict[str, Any]:
