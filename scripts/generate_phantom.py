@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Write the phantom spine dataset to a folder and print what it holds.
 
-    python scripts/generate_phantom.py --root datasets/phantom --num-train 200 --num-val 50
+    python scripts/generate_phantom.py --root datasets/phantom --num-train 200 --num-val 50 \
+        --num-test 50
 
 Regenerates only when the folder's manifest differs from the requested parameters. Prints,
 per split: images, normal images (no lesion), lesions per class and vertebrae per level.
@@ -30,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--num-train", type=int, default=defaults.num_train, help="train images")
     parser.add_argument("--num-val", type=int, default=defaults.num_val, help="val images")
+    parser.add_argument("--num-test", type=int, default=defaults.num_test, help="test images")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="base seed")
     parser.add_argument(
         "--size", type=int, default=defaults.image_height, help="image height and width, px"
@@ -58,7 +60,7 @@ def main(argv=None) -> None:
     """Generate (if needed) and summarise the dataset."""
     args = parse_args(argv)
     cfg = PhantomConfig(image_height=args.size, image_width=args.size, num_train=args.num_train,
-                        num_val=args.num_val, seed=args.seed)
+                        num_val=args.num_val, num_test=args.num_test, seed=args.seed)
     start = time.perf_counter()
     paths = ensure_phantom_dataset(args.root, cfg)
     print(f"phantom dataset at {os.path.abspath(args.root)} ({time.perf_counter() - start:.1f} s)")

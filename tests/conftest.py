@@ -24,7 +24,7 @@ def tiny_phantom(tmp_path_factory):
     from vertspine.data.phantom import PhantomConfig, generate_phantom_dataset
 
     root = str(tmp_path_factory.mktemp("phantom"))
-    generate_phantom_dataset(root, PhantomConfig(num_train=8, num_val=4, seed=3))
+    generate_phantom_dataset(root, PhantomConfig(num_train=8, num_val=4, num_test=4, seed=3))
     entries = [
         [f"tiny_lesions_{split}", os.path.join(root, "annotations", f"lesions_{split}.json"),
          os.path.join(root, "images", split)]

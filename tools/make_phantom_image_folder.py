@@ -5,7 +5,7 @@
         --seed 1 --num-images 100
 
 generates ``--num-images`` phantom radiographs with another seed than the built-in phantom data
-(its "val" split, ``PhantomConfig(num_train=0, num_val=N, seed=S)``) and copies them into
+(its "val" split, ``PhantomConfig(num_train=0, num_val=N, num_test=0, seed=S)``) and copies them into
 ``OUTPUT/images/{normal,abnormal}/``. Register it as a test split with the class order given
 (sorted order would make "abnormal" label 0):
 ``DATASETS.IMAGE_FOLDER "[['phantom_abnormal_heldout_test', 'OUTPUT/images',

@@ -13,7 +13,8 @@ from vertspine.data.builtin import (
 )
 from vertspine.data.phantom import LESION_CLASSES, VERTEBRA_LEVELS, PhantomConfig
 
-TINY = PhantomConfig(image_height=96, image_width=96, num_train=6, num_val=3, seed=7)
+TINY = PhantomConfig(image_height=96, image_width=96, num_train=6, num_val=3,
+                     num_test=2, seed=7)
 
 
 @pytest.fixture
@@ -24,12 +25,14 @@ def registered_at(tmp_path):
     register_phantom_datasets()
 
 
-def test_import_registers_the_four_names_under_the_default_root():
+def test_import_registers_the_six_names_under_the_default_root():
     assert PHANTOM_DATASET_NAMES == (
         "phantom_vertebrae_train",
         "phantom_vertebrae_val",
+        "phantom_vertebrae_test",
         "phantom_lesions_train",
         "phantom_lesions_val",
+        "phantom_lesions_test",
     )
     expected_root = os.path.abspath(default_phantom_root())
     for name in PHANTOM_DATASET_NAMES:
@@ -59,6 +62,7 @@ def test_loading_generates_the_data_once_and_returns_records(registered_at):
     vertebrae = DatasetCatalog.get("phantom_vertebrae_val")
     assert os.stat(os.path.join(root, "phantom_manifest.json")).st_mtime_ns == manifest_mtime
     assert len(vertebrae) == TINY.num_val
+    assert len(DatasetCatalog.get("phantom_lesions_test")) == TINY.num_test
     annotation = vertebrae[0]["annotations"][0]
     assert annotation["bbox_mode"] == BoxMode.XYXY_ABS and annotation["segmentation"]
     assert 0 <= annotation["category_id"] < len(VERTEBRA_LEVELS)

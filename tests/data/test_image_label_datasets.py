@@ -126,7 +126,8 @@ def test_missing_abnormal_field_and_missing_source_are_errors(tmp_path, names):
 
 def test_builtin_views_are_registered():
     assert set(CLASSIFICATION_DATASET_NAMES) == {
-        "phantom_abnormal_train", "phantom_abnormal_val", "vindr_spinexr_cls_train",
+        "phantom_abnormal_train", "phantom_abnormal_val", "phantom_abnormal_test",
+        "vindr_spinexr_cls_train",
         "vindr_spinexr_cls_val", "vindr_spinexr_cls_test"}
     for name in CLASSIFICATION_DATASET_NAMES:
         metadata = MetadataCatalog.get(name)

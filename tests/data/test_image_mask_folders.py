@@ -114,7 +114,8 @@ def test_mapper_is_deterministic_and_resizes_keeping_aspect(folders):
 def tiny_spine_seg(tmp_path):
     root = str(tmp_path / "phantom")
     names = register_phantom_spine_seg(root, PhantomConfig(image_height=96, image_width=96,
-                                                           num_train=3, num_val=2, seed=5))
+                                                           num_train=3, num_val=2, num_test=1,
+                                                           seed=5))
     yield root, names
     register_phantom_spine_seg(default_phantom_root())
 
@@ -122,7 +123,8 @@ def tiny_spine_seg(tmp_path):
 def test_phantom_spine_masks_equal_the_coco_polygons(tiny_spine_seg):
     root, names = tiny_spine_seg
     assert names == list(PHANTOM_SPINE_SEG_NAMES)
-    assert names == ["phantom_spine_seg_train", "phantom_spine_seg_val"]
+    assert names == ["phantom_spine_seg_train", "phantom_spine_seg_val",
+                     "phantom_spine_seg_test"]
     records = DatasetCatalog.get("phantom_spine_seg_val")
     assert len(records) == 2
     coco = COCO(os.path.join(root, "annotations", "vertebrae_val.json"))

@@ -1,4 +1,5 @@
 """Tests of vertspine.data.phantom: determinism, annotations, cues, lesions, files, caching."""
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -29,7 +30,8 @@ from vertspine.data.phantom.vertebra import BODY, foramen, vertebra_parts
 # pycocotools' decode under numpy 2 warns about a copy= keyword; harmless
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-SMALL = PhantomConfig(image_height=128, image_width=128, num_train=200, num_val=20, seed=1)
+SMALL = PhantomConfig(image_height=128, image_width=128, num_train=200, num_val=20,
+                       num_test=5, seed=1)
 LARGE = PhantomConfig(seed=2)  # 256 px: lesion signatures are a few pixels wide
 CERVICAL, LUMBAR = range(1, 8), range(20, 26)  # category ids; thoracic is 8..19
 
@@ -77,6 +79,8 @@ def test_same_arguments_give_identical_output_and_other_seeds_differ():
         split = "val" if other is SMALL else "train"
         different = generate_phantom_image(other, split, 7)[0]
         assert np.mean(different != image) > 0.5
+    held_out = generate_phantom_image(SMALL, "test", 7)[0]  # each split has its own seeds
+    assert np.mean(held_out != generate_phantom_image(SMALL, "val", 7)[0]) > 0.5
 
 
 def test_boxes_inside_image_with_positive_area(small_samples):
@@ -247,7 +251,7 @@ def test_each_lesion_draws_its_signature_inside_its_box(straight_run, category):
 
 
 def test_written_coco_loads_with_pycocotools_and_detectron2(small_dataset):
-    for split, count in (("train", 200), ("val", 20)):
+    for split, count in (("train", 200), ("val", 20), ("test", 5)):
         paths = small_dataset[split]
         for key, classes in (("vertebrae_json", VERTEBRA_LEVELS), ("lesions_json", LESION_CLASSES)):
             coco = COCO(paths[key])
@@ -263,13 +267,14 @@ def test_written_coco_loads_with_pycocotools_and_detectron2(small_dataset):
 
 def test_ensure_reuses_matching_data_and_regenerates_on_change(tmp_path):
     root = str(tmp_path / "phantom")
-    cfg = PhantomConfig(image_height=96, image_width=96, num_train=6, num_val=2)
+    cfg = PhantomConfig(image_height=96, image_width=96, num_train=6, num_val=2, num_test=1)
     paths = ensure_phantom_dataset(root, cfg)
     first_image = os.path.join(paths["train"]["image_root"], "train_00000.png")
     mtimes = [os.stat(path).st_mtime_ns for path in (paths["manifest"], first_image)]
     assert ensure_phantom_dataset(root, cfg) == paths
     assert [os.stat(path).st_mtime_ns for path in (paths["manifest"], first_image)] == mtimes
-    changed = PhantomConfig(image_height=96, image_width=96, num_train=4, num_val=2)
+    changed = PhantomConfig(image_height=96, image_width=96, num_train=4, num_val=2,
+                            num_test=1)
     ensure_phantom_dataset(root, changed)
     with open(paths["manifest"]) as f:
         assert json.load(f)["config"]["num_train"] == 4
@@ -282,7 +287,8 @@ def test_ensure_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a phantom dataset"):
-        ensure_phantom_dataset(str(tmp_path / "data"), PhantomConfig(num_train=1, num_val=1))
+        ensure_phantom_dataset(str(tmp_path / "data"), PhantomConfig(num_train=1, num_val=1,
+                                                                         num_test=1))
     assert (tmp_path / "data" / "keep.txt").read_text() == "mine"
     assert sorted(os.listdir(tmp_path)) == ["data"]
 
@@ -294,7 +300,8 @@ def _ensure_after_barrier(barrier, root, cfg):
 
 def test_two_processes_ensuring_at_once_both_succeed(tmp_path):
     root = str(tmp_path / "phantom")
-    cfg = PhantomConfig(image_height=96, image_width=96, num_train=30, num_val=5, seed=4)
+    cfg = PhantomConfig(image_height=96, image_width=96, num_train=30, num_val=5, num_test=3,
+                        seed=4)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     workers = [
@@ -311,3 +318,19 @@ def test_two_processes_ensuring_at_once_both_succeed(tmp_path):
     assert len(COCO(paths["val"]["lesions_json"]).imgs) == 5
     image = _read_png(paths["train"]["image_root"], "train_00029.png")
     assert np.array_equal(image, generate_phantom_image(cfg, "train", 29)[0])  # same in any process
+
+
+def test_generate_phantom_script_writes_and_summarises_every_split(tmp_path, capsys):
+    from conftest import REPO_ROOT
+
+    script = os.path.join(REPO_ROOT, "scripts", "generate_phantom.py")
+    spec = importlib.util.spec_from_file_location("generate_phantom_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = str(tmp_path / "phantom")
+    module.main(["--root", root, "--num-train", "3", "--num-val", "2", "--num-test", "1",
+                 "--size", "96"])
+    out = capsys.readouterr().out
+    for split, count in (("train", 3), ("val", 2), ("test", 1)):
+        assert f"{split}:\n  images: {count}," in out
+        assert len(os.listdir(os.path.join(root, "images", split))) == count

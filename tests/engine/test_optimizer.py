@@ -49,3 +49,27 @@ def test_full_model_clipping_matches_torch_clip_grad_norm():
     raw_norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
     for p, g in zip(model.parameters(), grads):
         torch.testing.assert_close(p.grad, g * (0.5 / (raw_norm + 1e-6)), rtol=1e-4, atol=1e-7)
+
+
+class _WithBackbone(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Linear(4, 8)
+        self.head = torch.nn.Linear(8, 2)
+
+
+def test_backbone_multiplier_scales_only_backbone_learning_rates():
+    model = _WithBackbone()
+    cfg = _cfg(OPTIMIZER="ADAMW", BASE_LR=1e-3, BACKBONE_MULTIPLIER=0.1, BIAS_LR_FACTOR=1.0)
+    optimizer = build_optimizer(cfg, model)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(lr_of) == 4  # every parameter once
+    for p in model.backbone.parameters():
+        assert lr_of[id(p)] == pytest.approx(1e-4)
+    for p in model.head.parameters():
+        assert lr_of[id(p)] == pytest.approx(1e-3)
+
+
+def test_backbone_multiplier_without_backbone_names_the_key():
+    with pytest.raises(ValueError, match="SOLVER.BACKBONE_MULTIPLIER is 0.1.*no `backbone`"):
+        build_optimizer(_cfg(BACKBONE_MULTIPLIER=0.1), torch.nn.Linear(4, 2))

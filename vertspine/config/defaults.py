@@ -32,6 +32,8 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.SOLVER.OPTIMIZER = "SGD"
     # Adam/AdamW (beta1, beta2).
     cfg.SOLVER.BETAS = (0.9, 0.999)
+    # Learning-rate factor of model.backbone's parameters (official Sparse R-CNN key; 1 = off).
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
     # CLIP_GRADIENTS.CLIP_TYPE also accepts "full_model": one norm over all parameters.
 
     # Keep the checkpoint with the best value of an evaluation metric ("" = off),

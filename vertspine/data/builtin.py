@@ -1,7 +1,7 @@
 """Named phantom datasets in detectron2's ``DatasetCatalog`` / ``MetadataCatalog``.
 
-Importing this module registers ``phantom_vertebrae_{train,val}`` (25 VerSe level classes,
-with masks) and ``phantom_lesions_{train,val}`` (7 VinDr-SpineXR lesion classes, normal
+Importing this module registers ``phantom_vertebrae_{train,val,test}`` (25 VerSe level classes,
+with masks) and ``phantom_lesions_{train,val,test}`` (7 VinDr-SpineXR lesion classes, normal
 images included as negatives) under ``$VERTSPINE_DATASETS/phantom`` (default
 ``datasets/phantom``, relative to the working directory at import). Nothing is generated at
 import: the data is written by :func:`~vertspine.data.phantom.ensure_phantom_dataset` the first
@@ -121,4 +121,4 @@ register_phantom_datasets()
 register_vindr_datasets()
 register_verse_datasets()  # verse19_*/verse20_*: tools/convert_verse.py output, lazy
 register_builtin_classification_datasets()  # image-level views: phantom_abnormal_*, vindr_spinexr_cls_*
-register_phantom_spine_seg(default_phantom_root())  # phantom_spine_seg_{train,val}: vertebra masks
+register_phantom_spine_seg(default_phantom_root())  # phantom_spine_seg_{train,val,test}: vertebra masks

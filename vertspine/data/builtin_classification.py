@@ -1,6 +1,6 @@
 """Named image-level classification datasets derived from vertspine's detection datasets.
 
-- ``phantom_abnormal_{train,val}``: ``phantom_lesions_*`` read as normal (no lesion annotation,
+- ``phantom_abnormal_{train,val,test}``: ``phantom_lesions_*`` read as normal (no lesion annotation,
   label 0; about 30% of the images) vs abnormal (any lesion, label 1).
 - ``vindr_spinexr_cls_{train,val,test}``: ``vindr_spinexr_*`` (registered by the VinDr-SpineXR
   converter's datasets) labelled by each image's ``abnormal`` field (0 when the radiologists
@@ -21,6 +21,7 @@ from typing import Any, Dict
 from detectron2.data import DatasetCatalog
 
 from .image_label_datasets import register_classification_view
+from .phantom import SPLITS as PHANTOM_SPLITS
 
 __all__ = [
     "ABNORMAL_CLASS_NAMES",
@@ -33,7 +34,7 @@ __all__ = [
 
 ABNORMAL_CLASS_NAMES = ("normal", "abnormal")
 _VIEWS = {
-    **{f"phantom_abnormal_{s}": (f"phantom_lesions_{s}", "any") for s in ("train", "val")},
+    **{f"phantom_abnormal_{s}": (f"phantom_lesions_{s}", "any") for s in PHANTOM_SPLITS},
     **{f"vindr_spinexr_cls_{s}": (f"vindr_spinexr_{s}", "field") for s in ("train", "val", "test")},
 }
 CLASSIFICATION_DATASET_NAMES = tuple(_VIEWS)

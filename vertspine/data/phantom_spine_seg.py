@@ -1,4 +1,4 @@
-"""Phantom vertebra segmentation: ``phantom_spine_seg_{train,val}`` (vertebra vs background).
+"""Phantom vertebra segmentation: ``phantom_spine_seg_{train,val,test}`` (vertebra vs background).
 
 The masks are the union of each image's vertebra polygons in the phantom COCO json
 (``annotations/vertebrae_{split}.json``), rasterised with pycocotools exactly as the instance
@@ -96,7 +96,7 @@ def _prepare(root: str, cfg: PhantomConfig, split: str) -> None:
 
 
 def register_phantom_spine_seg(root: str, cfg: Optional[PhantomConfig] = None) -> List[str]:
-    """(Re-)register ``phantom_spine_seg_{train,val}`` on the phantom data under ``root``.
+    """(Re-)register ``phantom_spine_seg_{train,val,test}`` on the phantom data under ``root``.
 
     Lazy: the phantom data and the masks are written the first time a split is loaded.
 

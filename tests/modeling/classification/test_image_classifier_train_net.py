@@ -20,7 +20,7 @@ def tiny_folders(tmp_path_factory):
     (train 3 normal / 5 abnormal, val 3 / 3)."""
     root = str(tmp_path_factory.mktemp("cls_phantom"))
     generate_phantom_dataset(root, PhantomConfig(image_height=96, image_width=96, num_train=8,
-                                                 num_val=6, seed=4))
+                                                 num_val=6, num_test=0, seed=4))
     out = tmp_path_factory.mktemp("cls_folders")
     entries = []
     for split in ("train", "val"):

@@ -31,7 +31,7 @@ LESION_CLASSES: Tuple[str, ...] = (
     "Vertebral collapse",
     "Other lesions",
 )
-SPLITS: Tuple[str, ...] = ("train", "val")
+SPLITS: Tuple[str, ...] = ("train", "val", "test")
 
 
 def split_index(split: str) -> int:
@@ -54,6 +54,8 @@ class PhantomConfig:
         image_width: image columns in pixels.
         num_train: images in the "train" split.
         num_val: images in the "val" split.
+        num_test: images in the "test" split (held out: never used to choose a model or a
+            threshold).
         normal_fraction: probability that an image has no lesion.
         seed: base seed; image ``i`` of a split uses ``default_rng([seed, split_index, i])``.
         min_vertebrae: fewest vertebrae in view (at least 4).
@@ -67,6 +69,7 @@ class PhantomConfig:
     image_width: int = 256
     num_train: int = 200
     num_val: int = 50
+    num_test: int = 50
     normal_fraction: float = 0.3
     seed: int = 0
     min_vertebrae: int = 4
@@ -77,8 +80,8 @@ class PhantomConfig:
     def __post_init__(self):
         if min(self.image_height, self.image_width) < 64:
             raise ValueError(f"Phantom images need at least 64x64 pixels, got {self.size}.")
-        if min(self.num_train, self.num_val, self.seed) < 0:
-            raise ValueError("num_train, num_val and seed must be non-negative.")
+        if min(self.num_train, self.num_val, self.num_test, self.seed) < 0:
+            raise ValueError("num_train, num_val, num_test and seed must be non-negative.")
         if not 4 <= self.min_vertebrae <= self.max_vertebrae <= len(VERTEBRA_LEVELS) - 1:
             raise ValueError("Need 4 <= min_vertebrae <= max_vertebrae <= 24.")
         if not 1 <= self.max_lesions <= len(LESION_CLASSES):
@@ -94,7 +97,7 @@ class PhantomConfig:
 
     def num_images(self, split: str) -> int:
         """How many images ``split`` has."""
-        return (self.num_train, self.num_val)[split_index(split)]
+        return (self.num_train, self.num_val, self.num_test)[split_index(split)]
 
     def to_dict(self) -> Dict[str, Any]:
         """The parameters as a JSON-ready dict."""

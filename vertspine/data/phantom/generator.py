@@ -28,7 +28,7 @@ def generate_phantom_image(
 
     Args:
         cfg: dataset parameters (image size, lesion rate, seed, ...).
-        split: "train" or "val".
+        split: "train", "val" or "test".
         index: image number within the split (0-based).
     Returns:
         (image, vertebrae, lesions):
