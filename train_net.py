@@ -43,9 +43,9 @@ def main(args):
             raise ValueError("--eval-only needs weights: add MODEL.WEIGHTS path/to/model.pth "
                              "(or --resume to use OUTPUT_DIR/last_checkpoint).")
         model = Trainer.build_model(cfg)
-        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        AtomicDetectionCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, use_ema_weights=cfg.MODEL_EMA.ENABLED
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

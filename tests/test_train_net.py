@@ -80,6 +80,29 @@ def test_train_then_eval_only_reproduces_metrics(tiny_phantom, tmp_path):
     assert eval_predictions == train_predictions
 
 
+def test_weight_average_is_what_training_and_eval_only_evaluate(tiny_phantom, tmp_path):
+    train_dir = str(tmp_path / "train")
+    ema = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.5"]
+    run_train_net(["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"], *ema,
+                   "OUTPUT_DIR", train_dir])
+    final = torch.load(os.path.join(train_dir, "model_final.pth"), map_location="cpu",
+                       weights_only=False)
+    assert int(final["model_ema"]["n_averaged"]) == 6  # one update per iteration
+    assert _distance(final["model"], {k: final["model_ema"]["module." + k]
+                                      for k in final["model"]}) > 0
+
+    def eval_only(output_dir, *opts):
+        run_train_net(["--config-file", INSTANT_CONFIG, "--eval-only", *tiny_phantom["opts"],
+                       *opts, "MODEL.WEIGHTS", os.path.join(train_dir, "model_final.pth"),
+                       "OUTPUT_DIR", output_dir])
+        return _results(output_dir), _predictions(output_dir)
+
+    averaged = eval_only(str(tmp_path / "averaged"), *ema)
+    raw = eval_only(str(tmp_path / "raw"))
+    assert averaged == (_results(train_dir), _predictions(train_dir))
+    assert raw[1] != averaged[1]
+
+
 def _iterations_logged(output_dir):
     with open(os.path.join(output_dir, "metrics.json")) as f:
         return [json.loads(line)["iteration"] for line in f if '"total_loss"' in line]

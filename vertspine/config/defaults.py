@@ -46,6 +46,13 @@ def _add_framework_config(cfg: CN) -> None:
     # Batches of that dataset averaged for one validation-loss measurement.
     cfg.TEST.VAL_LOSS_NUM_BATCHES = 10
 
+    # Exponential moving average of the weights (vertspine.engine.ema): updated every iteration,
+    # used by the evaluations in training and by --eval-only (checkpoint entry "model_ema").
+    cfg.MODEL_EMA = CN()
+    cfg.MODEL_EMA.ENABLED = False
+    # ema = DECAY * ema + (1 - DECAY) * weights: an average over about 1 / (1 - DECAY) iterations.
+    cfg.MODEL_EMA.DECAY = 0.999
+
     # Settings of the vertspine framework itself.
     cfg.VERTSPINE = CN()
     # Iterations between progress lines (iteration, ETA, losses) and metrics.json/TensorBoard writes.

@@ -4,6 +4,8 @@ fvcore's Checkpointer opens ``model_XXXX.pth`` and ``last_checkpoint`` in place,
 during a save leaves a truncated file that ``--resume`` then tries to load. Here every file is
 written to a temporary name in the same folder, flushed to disk, and renamed over the target
 (``os.replace`` is atomic on POSIX), so a reader sees the old file or the new one, never half.
+A checkpointer built with ``use_ema_weights=True`` loads a checkpoint's averaged weights
+(``model_ema``, :mod:`vertspine.engine.ema`) into its model, for evaluation.
 """
 import os
 import tempfile
@@ -12,6 +14,8 @@ from typing import Any, Iterator
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from .ema import averaged_weights
 
 __all__ = ["AtomicDetectionCheckpointer", "atomic_write", "check_weights_file"]
 
@@ -38,7 +42,26 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[Any]:
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer whose ``save`` and ``tag_last_checkpoint`` are atomic."""
+    """DetectionCheckpointer whose ``save`` and ``tag_last_checkpoint`` are atomic.
+
+    Args:
+        model, save_dir, **checkpointables: as DetectionCheckpointer.
+        use_ema_weights: load the averaged weights of a checkpoint (``model_ema``) into the
+            model instead of its raw ones (``cfg.MODEL_EMA.ENABLED`` when evaluating; never in
+            training, whose checkpointer restores ``model_ema`` as a checkpointable).
+    """
+
+    def __init__(self, model, save_dir: str = "", *, use_ema_weights: bool = False,
+                 **checkpointables):
+        super().__init__(model, save_dir, **checkpointables)
+        self.use_ema_weights = use_ema_weights
+
+    def _load_file(self, filename: str):
+        loaded = super()._load_file(filename)
+        if self.use_ema_weights:
+            loaded["model"] = averaged_weights(loaded, filename)
+            self.logger.info(f"Using the averaged weights (model_ema) of {filename}")
+        return loaded
 
     def save(self, name: str, **kwargs: Any) -> None:
         """Write ``<save_dir>/<name>.pth`` (model, checkpointables, kwargs) and tag it last."""

@@ -8,8 +8,10 @@ What differs from DefaultTrainer, and why:
   which reads DICOM and 16-bit PNG).
 - The evaluator chosen from the dataset's ``evaluator_type`` (:mod:`vertspine.evaluation`);
   results written to ``OUTPUT_DIR/inference/evaluation_results.json``.
-- Optional hooks: validation loss (``TEST.VAL_LOSS_PERIOD``) and best checkpoint
-  (``TEST.BEST_CHECKPOINT_METRIC``); the progress line every ``VERTSPINE.LOG_PERIOD`` iterations.
+- Optional hooks: validation loss (``TEST.VAL_LOSS_PERIOD``), best checkpoint
+  (``TEST.BEST_CHECKPOINT_METRIC``) and an exponential moving average of the weights that the
+  evaluations use (``MODEL_EMA``, :mod:`.ema`); the progress line every
+  ``VERTSPINE.LOG_PERIOD`` iterations.
 """
 import json
 import logging
@@ -26,6 +28,7 @@ from vertspine.data import build_dataset_mapper, check_num_classes
 from vertspine.evaluation import build_evaluator
 
 from .checkpoint import AtomicDetectionCheckpointer, atomic_write
+from .ema import EMA_CHECKPOINT_KEY, EMAUpdate, build_model_ema
 from .hooks import ValidationLoss
 from .launch import create_ddp_model
 from .optimizer import build_optimizer
@@ -44,6 +47,7 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
+        self.model_ema = build_model_ema(cfg, model)
         model = create_ddp_model(model, broadcast_buffers=False)
         trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_class(model, data_loader, optimizer)
@@ -51,6 +55,8 @@ class Trainer(DefaultTrainer):
         self.checkpointer = AtomicDetectionCheckpointer(
             model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
+        if self.model_ema is not None:
+            self.checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, self.model_ema)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -96,15 +102,28 @@ class Trainer(DefaultTrainer):
                 json.dump({"datasets": list(cfg.DATASETS.TEST), "results": results}, f, indent=2)
         return results
 
-    def build_hooks(self):
-        """DefaultTrainer's hooks, plus validation loss and best checkpoint when configured.
+    @property
+    def evaluation_model(self):
+        """The model the evaluations run: the weight average with MODEL_EMA, else the model."""
+        return self.model if self.model_ema is None else self.model_ema.module
 
-        DefaultTrainer's own PeriodicWriter (period 20, fixed in its code) is reused with the
-        period VERTSPINE.LOG_PERIOD and kept last, so that it writes what the added hooks
-        stored; building a second one would open a second, empty TensorBoard file.
+    def build_hooks(self):
+        """DefaultTrainer's hooks, plus validation loss, best checkpoint and weight EMA when
+        configured.
+
+        The EMA update runs right after the learning-rate step, before the checkpointer and the
+        evaluation, which evaluates :attr:`evaluation_model`. DefaultTrainer's own
+        PeriodicWriter (period 20, fixed in its code) is reused with the period
+        VERTSPINE.LOG_PERIOD and kept last, so that it writes what the added hooks stored;
+        building a second one would open a second, empty TensorBoard file.
         """
         cfg = self.cfg
-        ret = super().build_hooks()
+        ret = [self._evaluation_hook() if isinstance(h, hooks.EvalHook) else h
+               for h in super().build_hooks()]
+        if self.model_ema is not None:
+            after_lr = 1 + next(i for i, h in enumerate(ret) if isinstance(h, hooks.LRScheduler))
+            model = getattr(self.model, "module", self.model)  # DDP-unwrapped
+            ret.insert(after_lr, EMAUpdate(self.model_ema, model))
         writers = [h for h in ret if isinstance(h, hooks.PeriodicWriter)]  # main process only
         ret = [h for h in ret if not isinstance(h, hooks.PeriodicWriter)]
         if cfg.TEST.VAL_LOSS_PERIOD > 0 and cfg.DATASETS.TEST:
@@ -118,3 +137,12 @@ class Trainer(DefaultTrainer):
         for writer in writers:
             writer._period = cfg.VERTSPINE.LOG_PERIOD
         return ret + writers
+
+    def _evaluation_hook(self) -> hooks.EvalHook:
+        """DefaultTrainer's EvalHook, evaluating :attr:`evaluation_model`."""
+
+        def test_and_save_results():
+            self._last_eval_results = self.test(self.cfg, self.evaluation_model)
+            return self._last_eval_results
+
+        return hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, test_and_save_results)
