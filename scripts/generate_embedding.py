@@ -18,7 +18,6 @@ import time
 
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registrations)
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import BoxMode
@@ -26,7 +25,7 @@ from detectron2.utils.logger import setup_logger
 
 from vertspine.config import get_vertspine_cfg
 from vertspine.data import read_image, register_datasets_from_config
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.engine.checkpoint import AtomicDetectionCheckpointer, atomic_write
 from vertspine.modeling.vertfound.cache import CACHE_FORMAT
 
 logger = logging.getLogger("vertspine.generate_embedding")
@@ -81,7 +80,8 @@ def generate(cfg, dataset: str, include_clip: bool = True, dtype: str = "float32
         build_cfg.MODEL.VERTFOUND.CACHE.PATH = ""  # the cache is what is being made
         model = build_model(build_cfg)
         if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+            AtomicDetectionCheckpointer(model, use_ema_weights=cfg.MODEL_EMA.ENABLED).load(
+                cfg.MODEL.WEIGHTS)
     was_training = model.training
     model.eval()
     store = getattr(torch, dtype)
