@@ -56,7 +56,7 @@ from vertspine.data import (  # noqa: E402
     register_image_folders_from_config,
 )
 from vertspine.engine import Trainer  # noqa: E402
-from vertspine.engine.checkpoint import atomic_write  # noqa: E402
+from vertspine.utils.file_io import atomic_write  # noqa: E402
 from vertspine.modeling.lvmmed import LVMMedViT  # noqa: E402
 
 logger = logging.getLogger("vertspine.compare_lvmmed")

@@ -27,7 +27,7 @@ from typing import Optional
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from vertspine.engine.checkpoint import atomic_write  # noqa: E402
+from vertspine.utils.file_io import atomic_write  # noqa: E402
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"

@@ -25,7 +25,8 @@ from detectron2.utils.logger import setup_logger
 
 from vertspine.config import get_vertspine_cfg
 from vertspine.data import read_image, register_datasets_from_config
-from vertspine.engine.checkpoint import AtomicDetectionCheckpointer, atomic_write
+from vertspine.engine.checkpoint import AtomicDetectionCheckpointer
+from vertspine.utils.file_io import atomic_write
 from vertspine.modeling.vertfound.cache import CACHE_FORMAT
 
 logger = logging.getLogger("vertspine.generate_embedding")

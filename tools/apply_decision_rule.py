@@ -29,7 +29,7 @@ import sys
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registers datasets)
 from detectron2.data import MetadataCatalog
 from vertspine.data import dataset_split
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write
 from vertspine.evaluation.classification import read_predictions
 from vertspine.evaluation.decision_rule import (
     DEFAULT_ABNORMAL_GRID,

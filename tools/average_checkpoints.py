@@ -18,7 +18,7 @@ import logging
 import torch
 
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops)
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write
 from vertspine.engine.checkpoint_average import average_checkpoints
 
 logger = logging.getLogger("vertspine.average_checkpoints")

@@ -24,7 +24,7 @@ import sys
 
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops)
 from vertspine.data import dataset_split
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write
 from vertspine.evaluation.classification import (
     evaluate_predictions,
     read_predictions,

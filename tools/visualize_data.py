@@ -13,7 +13,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
 from vertspine.data import read_image
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write
 
 
 def parse_args(argv=None):

@@ -30,7 +30,7 @@ from detectron2.utils.colormap import colormap  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
 from vertspine.data import read_image, register_coco_dataset  # noqa: E402
-from vertspine.engine.checkpoint import atomic_write  # noqa: E402
+from vertspine.utils.file_io import atomic_write  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from vertspine.engine.checkpoint import AtomicDetectionCheckpointer, atomic_write, check_weights_file
+from vertspine.engine.checkpoint import AtomicDetectionCheckpointer, check_weights_file
+from vertspine.utils.file_io import atomic_write
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):

@@ -1,4 +1,5 @@
-"""vertspine configuration: :func:`add_vertspine_config` adds every vertspine key."""
-from .defaults import add_vertspine_config, get_vertspine_cfg
+"""vertspine configuration: :func:`add_vertspine_config` adds every vertspine key; parts with keys
+of their own register their ``add_*_config`` with :func:`register_config`."""
+from .defaults import add_vertspine_config, get_vertspine_cfg, register_config
 
-__all__ = ["add_vertspine_config", "get_vertspine_cfg"]
+__all__ = ["add_vertspine_config", "get_vertspine_cfg", "register_config"]

@@ -1,21 +1,30 @@
 """The keys vertspine adds to detectron2's config, each with its meaning.
 
 Every tool and ``train_net.py`` calls :func:`add_vertspine_config` before ``merge_from_file``, so
-no vertspine YAML meets "Non-existent config key". Model families add their own node
-(``MODEL.VERTFOUND``, ``MODEL.SPARSE_RCNN``, ...) through an ``add_<family>_config`` listed in
-``_FAMILY_CONFIGS``.
+no vertspine YAML meets "Non-existent config key". Model families (and data/evaluation parts with
+keys of their own) add their node (``MODEL.VERTFOUND``, ``MODEL.SPARSE_RCNN``, ...) by decorating
+their ``add_<family>_config`` with :func:`register_config` in the module that defines it; importing
+the family registers it, and no list here names the families.
 """
+from typing import Callable, List
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from vertspine.modeling.classification import add_image_classifier_config
-from vertspine.modeling.lvmmed import add_lvmmed_config
-from vertspine.modeling.sparse_rcnn import add_sparse_rcnn_config
-from vertspine.modeling.vertfound import add_vertfound_config
-from vertspine.data.transforms.config import add_autoaugment_config
-from vertspine.evaluation.config import add_vertebra_level_config
+__all__ = ["add_vertspine_config", "get_vertspine_cfg", "register_config"]
 
-__all__ = ["add_vertspine_config", "get_vertspine_cfg"]
+ConfigAdder = Callable[[CN], CN]
+_REGISTERED_CONFIGS: List[ConfigAdder] = []
+
+
+def register_config(add_config: ConfigAdder) -> ConfigAdder:
+    """Register ``add_config(cfg)``, called by every :func:`add_vertspine_config` (a decorator).
+
+    Registering the same function twice (a module imported again) keeps one entry.
+    """
+    if add_config not in _REGISTERED_CONFIGS:
+        _REGISTERED_CONFIGS.append(add_config)
+    return add_config
 
 
 def _add_framework_config(cfg: CN) -> None:
@@ -59,18 +68,6 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.VERTSPINE.LOG_PERIOD = 20
 
 
-# One entry per model family: the families' add_<family>_config functions.
-_FAMILY_CONFIGS = (
-    _add_framework_config,
-    add_autoaugment_config,
-    add_vertebra_level_config,
-    add_sparse_rcnn_config,
-    add_image_classifier_config,
-    add_lvmmed_config,
-    add_vertfound_config,
-)
-
-
 def add_vertspine_config(cfg: CN) -> CN:
     """Add every vertspine key, with its default, to a detectron2 config (in place).
 
@@ -79,8 +76,9 @@ def add_vertspine_config(cfg: CN) -> CN:
     Returns:
         The same config, for chaining.
     """
-    for add_family_config in _FAMILY_CONFIGS:
-        add_family_config(cfg)
+    _add_framework_config(cfg)
+    for add_config in _REGISTERED_CONFIGS:
+        add_config(cfg)
     return cfg
 
 

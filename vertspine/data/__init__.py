@@ -1,5 +1,5 @@
 """Data: image reading, validated COCO registration, the dataset mapper, the phantom datasets."""
-from .class_count import NUM_CLASSES_KEYS, check_num_classes
+from .class_count import NUM_CLASSES_KEYS, check_num_classes, register_num_classes_key
 from .coco_registration import (
     DatasetValidationError,
     load_validated_coco_json,
@@ -23,7 +23,7 @@ from .sem_seg_mapper import SemSegDatasetMapper  # registers the mapper
 
 __all__ = [
     "MAPPER_REGISTRY", "NUM_CLASSES_KEYS", "PHANTOM_DATASET_NAMES", "DatasetValidationError", "ImageReadError", "VertspineDatasetMapper",
-    "build_dataset_mapper", "check_num_classes", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset", "register_phantom_datasets",
+    "build_dataset_mapper", "check_num_classes", "register_num_classes_key", "load_validated_coco_json", "read_dicom", "read_image", "register_coco_dataset", "register_phantom_datasets",
     "register_datasets_from_config", "unregister_dataset",
     "ImageLabelDatasetMapper", "dataset_split", "register_classification_view", "register_image_folder",
     "register_image_folders_from_config",

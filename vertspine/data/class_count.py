@@ -2,27 +2,40 @@
 
 A ``NUM_CLASSES`` that differs from the dataset's category count trains silently wrong (extra
 logits never supervised, or labels beyond the last logit). Each meta-architecture names the key
-that holds its class count in :data:`NUM_CLASSES_KEYS`; model families add theirs.
+that holds its class count with :func:`register_num_classes_key` (a model family does it in its
+own package, on import); detectron2's detectors are registered here.
 """
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Set
 
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 
-__all__ = ["NUM_CLASSES_KEYS", "check_num_classes"]
+__all__ = ["NUM_CLASSES_KEYS", "check_num_classes", "register_num_classes_key"]
 
-NUM_CLASSES_KEYS: Dict[str, str] = {
-    "GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES",
-    "RetinaNet": "MODEL.RETINANET.NUM_CLASSES",
-    "SparseRCNN": "MODEL.SPARSE_RCNN.NUM_CLASSES",
-    "VertFound": "MODEL.VERTFOUND.NUM_CLASSES",
-    "ImageClassifier": "MODEL.IMAGE_CLASSIFIER.NUM_CLASSES",
-    "UNetSegmentor": "MODEL.LVMMED.UNET.NUM_CLASSES",  # foreground classes (thing_classes)
-}
-# Image classifiers: only datasets with evaluator_type "classification" are checked (a detection
-# dataset read as abnormal-vs-normal keeps its lesion classes), and NUM_CLASSES 1 is binary
-# (one logit for two classes).
-_IMAGE_LEVEL = {"ImageClassifier"}
+# meta-architecture name -> dotted config key of its class count
+NUM_CLASSES_KEYS: Dict[str, str] = {}
+_IMAGE_LEVEL: Set[str] = set()
+
+
+def register_num_classes_key(meta_architecture: str, key: str, *, image_level: bool = False) -> None:
+    """Name the config key that holds ``meta_architecture``'s class count.
+
+    Args:
+        meta_architecture: the name registered in detectron2's ``META_ARCH_REGISTRY``.
+        key: dotted config key, e.g. ``"MODEL.SPARSE_RCNN.NUM_CLASSES"``.
+        image_level: an image classifier: only datasets with ``evaluator_type``
+            "classification" are checked (a detection dataset read as abnormal-vs-normal keeps
+            its lesion classes), and a count of 1 is binary (one logit for two classes).
+    """
+    NUM_CLASSES_KEYS[meta_architecture] = key
+    if image_level:
+        _IMAGE_LEVEL.add(meta_architecture)
+    else:
+        _IMAGE_LEVEL.discard(meta_architecture)
+
+
+register_num_classes_key("GeneralizedRCNN", "MODEL.ROI_HEADS.NUM_CLASSES")
+register_num_classes_key("RetinaNet", "MODEL.RETINANET.NUM_CLASSES")
 
 
 def _config_value(cfg: CfgNode, dotted_key: str):

@@ -18,6 +18,8 @@ import numpy as np
 from detectron2.data import DatasetCatalog
 from pycocotools import mask as mask_utils
 
+from vertspine.utils.file_io import write_png
+
 from .coco_registration import unregister_dataset
 from .image_mask_folders import register_image_mask_folders
 from .phantom import SPLITS, PhantomConfig, ensure_phantom_dataset, phantom_dataset_paths
@@ -55,16 +57,6 @@ def rasterize_vertebra_masks(coco: Dict) -> Dict[str, np.ndarray]:
     return {image["file_name"]: masks[image["id"]] for image in coco["images"]}
 
 
-def _write_png(path: str, array: np.ndarray) -> None:
-    from vertspine.engine.checkpoint import atomic_write  # here: vertspine.engine imports data
-
-    ok, encoded = cv2.imencode(".png", array)
-    if not ok:
-        raise OSError(f"Could not encode the mask for '{path}' as PNG.")
-    with atomic_write(path, "wb") as f:
-        f.write(encoded.tobytes())
-
-
 def write_vertebra_masks(json_file: str, mask_dir: str, manifest_file: str) -> int:
     """Write the binary vertebra masks of ``json_file`` unless its manifest is current.
 
@@ -81,8 +73,8 @@ def write_vertebra_masks(json_file: str, mask_dir: str, manifest_file: str) -> i
                 return 0
     masks = rasterize_vertebra_masks(json.loads(raw))
     for file_name, mask in masks.items():
-        _write_png(os.path.join(mask_dir, file_name), mask * 255)
-    from vertspine.engine.checkpoint import atomic_write
+        write_png(os.path.join(mask_dir, file_name), mask * 255)
+    from vertspine.utils.file_io import atomic_write
 
     with atomic_write(manifest_file, "w") as f:
         json.dump(manifest, f)

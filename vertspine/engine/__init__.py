@@ -1,5 +1,5 @@
 """Training engine: launch (GPU/NCCL or CPU/gloo), Trainer, hooks, atomic checkpoints, weight EMA."""
-from .checkpoint import AtomicDetectionCheckpointer, atomic_write, check_weights_file
+from .checkpoint import AtomicDetectionCheckpointer, check_weights_file
 from .ema import EMAUpdate, build_model_ema
 from .hooks import ValidationLoss
 from .launch import create_ddp_model, launch
@@ -7,6 +7,6 @@ from .optimizer import build_optimizer
 from .trainer import Trainer
 
 __all__ = [
-    "AtomicDetectionCheckpointer", "EMAUpdate", "Trainer", "ValidationLoss", "atomic_write",
+    "AtomicDetectionCheckpointer", "EMAUpdate", "Trainer", "ValidationLoss",
     "build_model_ema", "build_optimizer", "check_weights_file", "create_ddp_model", "launch",
 ]

@@ -8,37 +8,16 @@ A checkpointer built with ``use_ema_weights=True`` loads a checkpoint's averaged
 (``model_ema``, :mod:`vertspine.engine.ema`) into its model, for evaluation.
 """
 import os
-import tempfile
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from vertspine.utils.file_io import atomic_write
+
 from .ema import averaged_weights
 
-__all__ = ["AtomicDetectionCheckpointer", "atomic_write", "check_weights_file"]
-
-
-@contextmanager
-def atomic_write(path: str, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file beside ``path``; on success fsync and rename it to ``path``.
-
-    On an exception the temporary file is removed and ``path`` is left untouched.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+__all__ = ["AtomicDetectionCheckpointer", "check_weights_file"]
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):

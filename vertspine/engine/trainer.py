@@ -26,8 +26,9 @@ from detectron2.utils.logger import setup_logger
 
 from vertspine.data import build_dataset_mapper, check_num_classes
 from vertspine.evaluation import build_evaluator
+from vertspine.utils.file_io import atomic_write
 
-from .checkpoint import AtomicDetectionCheckpointer, atomic_write
+from .checkpoint import AtomicDetectionCheckpointer
 from .ema import EMA_CHECKPOINT_KEY, EMAUpdate, build_model_ema
 from .hooks import ValidationLoss
 from .launch import create_ddp_model

@@ -33,7 +33,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from vertspine.data.image_label_datasets import dataset_split
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write
 
 from .build import register_evaluator
 from .classification_metrics import (

@@ -1,9 +1,12 @@
 """The ``TEST.VERTEBRA_LEVEL`` keys of the vertebra-level evaluator."""
 from detectron2.config import CfgNode as CN
 
+from vertspine.config import register_config
+
 __all__ = ["add_vertebra_level_config"]
 
 
+@register_config
 def add_vertebra_level_config(cfg: CN) -> CN:
     """Add ``TEST.VERTEBRA_LEVEL`` with every key and its default to ``cfg`` (in place).
 

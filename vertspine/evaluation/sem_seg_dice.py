@@ -23,6 +23,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from vertspine.data.image_mask_folders import IGNORE_LABEL, read_label_mask
+from vertspine.utils.file_io import atomic_write
 
 from .build import register_evaluator
 
@@ -113,8 +114,6 @@ class SemSegDiceEvaluator(DatasetEvaluator):
         return {"sem_seg": results}
 
     def _write_rows(self, rows: List[Dict]) -> None:
-        from vertspine.engine.checkpoint import atomic_write  # vertspine.engine imports evaluation
-
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         names = [f"{m}-{c}" for m in ("Dice", "IoU") for c in self.class_names]

@@ -30,7 +30,7 @@ from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write
 
 from .build import build_coco_evaluator, register_evaluator
 from .config import add_vertebra_level_config

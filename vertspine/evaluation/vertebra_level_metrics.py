@@ -30,7 +30,7 @@ import torch
 from detectron2.structures import Boxes, pairwise_iou
 from scipy.optimize import linear_sum_assignment
 
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write
 
 __all__ = [
     "match_levels",

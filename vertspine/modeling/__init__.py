@@ -1,13 +1,17 @@
-"""vertspine's model families, one sub-package each; importing this package registers their
-meta-architectures in detectron2's ``META_ARCH_REGISTRY``.
+"""vertspine's model families, one sub-package each.
 
-- :mod:`.classification`: image-level classifiers (``ImageClassifier``, node
-  ``MODEL.IMAGE_CLASSIFIER``) and the ``build_timm_backbone`` backbone.
-- :mod:`.lvmmed`: LVM-Med encoders as backbones (``build_lvmmed_*_backbone``) and the
-  ``UNetSegmentor`` (node ``MODEL.LVMMED``).
-- :mod:`.sparse_rcnn`: Sparse R-CNN (``SparseRCNN``, config node ``MODEL.SPARSE_RCNN``).
-- :mod:`.vertfound`: VertFound (``VertFound``, config node ``MODEL.VERTFOUND``).
+Importing this package imports every sub-package found in this folder; each family registers
+itself on import (its meta-architecture in detectron2's ``META_ARCH_REGISTRY``, backbones in
+``BACKBONE_REGISTRY``, its config node with :func:`vertspine.config.register_config`, its class-count
+key with :func:`vertspine.data.register_num_classes_key`). Adding a family is adding a folder: no
+list elsewhere names the families. Heavy libraries (segment_anything, open_clip, timm, smp) are
+imported where a model is built, so importing the families stays light.
 """
-from . import classification, lvmmed, sparse_rcnn, vertfound
+import importlib
+import pkgutil
 
-__all__ = ["classification", "lvmmed", "sparse_rcnn", "vertfound"]
+__all__ = ["FAMILIES"]
+
+FAMILIES = tuple(module.name for module in pkgutil.iter_modules(__path__) if module.ispkg)
+for _family in FAMILIES:
+    importlib.import_module(f"{__name__}.{_family}")

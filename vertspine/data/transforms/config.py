@@ -1,9 +1,12 @@
 """The ``INPUT.AUTOAUGMENT`` keys: AutoAugment-for-detection in the default dataset mapper."""
 from detectron2.config import CfgNode as CN
 
+from vertspine.config import register_config
+
 __all__ = ["add_autoaugment_config"]
 
 
+@register_config
 def add_autoaugment_config(cfg: CN) -> CN:
     """Add ``INPUT.AUTOAUGMENT`` with every key and its default to ``cfg`` (in place).
 

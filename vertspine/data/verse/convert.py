@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
 
-from vertspine.engine.checkpoint import atomic_write
+from vertspine.utils.file_io import atomic_write, write_png
 
 from .discovery import SPLITS, VerseScan, assign_splits, find_verse_scans
 from .labels import LEVEL_LABELS, T13_LABEL, VERTEBRA_LEVELS, verse_categories, verse_label_name
@@ -195,7 +195,7 @@ def _convert_scan(
             continue
         image_id = len(images) + 1
         file_name = f"{scan.scan_id}_x{x:04d}.png"
-        _write_png(os.path.join(image_root, file_name), image)
+        write_png(os.path.join(image_root, file_name), image)
         images.append({
             "id": image_id, "file_name": file_name, "height": int(image.shape[0]),
             "width": int(image.shape[1]), "scan": scan.scan_id, "patient": scan.patient_id,
@@ -209,11 +209,3 @@ def _convert_scan(
                 "area": round(box.area, 3), "iscrowd": 0,
             })
             boxes_per_level[verse_label_name(box.label)] += 1
-
-
-def _write_png(path: str, image) -> None:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError(f"Could not encode {path} as PNG.")
-    with atomic_write(path, "wb") as f:
-        f.write(encoded.tobytes())

@@ -23,7 +23,7 @@ from .convert import (
     require_converted,
     vindr_dataset_paths,
 )
-from .images import dicom_to_png_array, find_dicoms, output_size, write_png
+from .images import dicom_to_png_array, find_dicoms, output_size
 
 __all__ = [
     "CONVERT_COMMAND",
@@ -47,5 +47,4 @@ __all__ = [
     "require_converted",
     "split_studies",
     "vindr_dataset_paths",
-    "write_png",
 ]

@@ -29,10 +29,12 @@ from typing import Any, Dict, Mapping, Tuple
 import pydicom
 from PIL import Image
 
+from vertspine.utils.file_io import write_json, write_png
+
 from ..datasets_root import datasets_root
 from .annotations import NO_FINDING, CsvImage, VinDrDataError, read_vindr_csv
 from .coco import ImageSize, build_coco, class_count_report, split_studies
-from .images import dicom_to_png_array, find_dicoms, output_size, write_png
+from .images import dicom_to_png_array, find_dicoms, output_size
 
 __all__ = [
     "CONVERT_COMMAND",
@@ -127,7 +129,7 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
     dicoms = {s: _match_dicoms(vindr_root, s, images[s]) for s in _SOURCES}
     paths = vindr_dataset_paths(output)
     _check_manifest(paths["manifest"], options)
-    _write_json(paths["manifest"], {"max_size": options.max_size, "bit_depth": options.bit_depth})
+    write_json(paths["manifest"], {"max_size": options.max_size, "bit_depth": options.bit_depth})
     sizes = {s: _convert_images(dicoms[s], paths[s]["image_root"], options) for s in _SOURCES}
     ids = dict(zip(("train", "val"), split_studies(images["train"], options.val_fraction,
                                                    options.seed)))
@@ -137,7 +139,7 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
         source = _IMAGE_FOLDER[split]
         coco, stats = build_coco(ids[split], images[source], sizes[source],
                                  f"VinDr-SpineXR {split} (converted by vertspine)")
-        _write_json(paths[split]["json"], coco)
+        write_json(paths[split]["json"], coco)
         report["splits"][split] = {**class_count_report(coco), "boxes_clipped": stats.clipped,
                                    "boxes_dropped": stats.dropped}
     report["invalid_rows_dropped"] = invalid
@@ -150,7 +152,7 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
         f"any row of the image is '{NO_FINDING}', else 1 (upstream's rule); mixed_label_images "
         "counts images with both. Validation studies come from train.csv only."
     )
-    _write_json(paths["report"], report)
+    write_json(paths["report"], report)
     logger.info("VinDr-SpineXR converted into %s (report: %s)", output, paths["report"])
     return report
 
@@ -218,11 +220,3 @@ def _convert_one(job: Tuple[str, str, str, int, int, bool]) -> Tuple[str, ImageS
     pixels, native = dicom_to_png_array(dicom_path, max_size, bit_depth)
     write_png(png_path, pixels)
     return image_id, ImageSize(native, pixels.shape[:2])
-
-
-def _write_json(path: str, data: Any) -> None:
-    """Write JSON atomically."""
-    from vertspine.engine.checkpoint import atomic_write  # lazy: engine imports vertspine.data
-
-    with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=1)

@@ -23,10 +23,12 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
+from vertspine.utils.file_io import write_png
+
 from ..image_io import min_max_to_uint8, read_dicom
 from .annotations import VinDrDataError
 
-__all__ = ["DICOM_SUFFIXES", "dicom_to_png_array", "find_dicoms", "output_size", "write_png"]
+__all__ = ["DICOM_SUFFIXES", "dicom_to_png_array", "find_dicoms", "output_size"]
 
 DICOM_SUFFIXES = (".dicom", ".dcm")
 BIT_DEPTHS = (8, 16)
@@ -102,17 +104,6 @@ def output_size(native: Tuple[int, int], max_size: int) -> Tuple[int, int]:
         return height, width
     scale = max_size / longest
     return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def write_png(path: str, pixels: np.ndarray) -> None:
-    """Write a uint8/uint16 [H, W] array as a grayscale PNG, atomically."""
-    from vertspine.engine.checkpoint import atomic_write  # lazy: engine imports vertspine.data
-
-    ok, encoded = cv2.imencode(".png", pixels)
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for {path}")
-    with atomic_write(path, "wb") as f:
-        f.write(encoded.tobytes())
 
 
 def _min_max_to_uint16(values: np.ndarray) -> np.ndarray:

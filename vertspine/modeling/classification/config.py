@@ -9,9 +9,15 @@ Defaults describe a binary classifier (one logit, BCE) pooling a ResNet's ``res5
 """
 from detectron2.config import CfgNode as CN
 
+from vertspine.config import register_config
+from vertspine.data.class_count import register_num_classes_key
+
 __all__ = ["add_image_classifier_config"]
 
+register_num_classes_key("ImageClassifier", "MODEL.IMAGE_CLASSIFIER.NUM_CLASSES", image_level=True)
 
+
+@register_config
 def add_image_classifier_config(cfg: CN) -> CN:
     """Add every image-classification key, with its default, to ``cfg`` (in place).
 

@@ -10,12 +10,18 @@ The ResNet backbones read the usual ``MODEL.RESNETS`` / ``MODEL.BACKBONE.FREEZE_
 """
 from detectron2.config import CfgNode as CN
 
+from vertspine.config import register_config
+from vertspine.data.class_count import register_num_classes_key
+
 __all__ = ["add_lvmmed_config", "WEIGHTS_LAYOUTS"]
+
+register_num_classes_key("UNetSegmentor", "MODEL.LVMMED.UNET.NUM_CLASSES")  # foreground classes
 
 # Key layouts an encoder checkpoint may have (see vertspine.modeling.lvmmed.checkpoint).
 WEIGHTS_LAYOUTS = ("torchvision_resnet50", "sam_vit_b", "detectron2")
 
 
+@register_config
 def add_lvmmed_config(cfg: CN) -> CN:
     """Add ``MODEL.LVMMED`` with every key and its default to ``cfg`` (in place).
 

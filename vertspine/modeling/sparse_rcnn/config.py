@@ -8,9 +8,15 @@ not in the defaults, so that adding this node changes no other family.
 """
 from detectron2.config import CfgNode as CN
 
+from vertspine.config import register_config
+from vertspine.data.class_count import register_num_classes_key
+
 __all__ = ["add_sparse_rcnn_config"]
 
+register_num_classes_key("SparseRCNN", "MODEL.SPARSE_RCNN.NUM_CLASSES")
 
+
+@register_config
 def add_sparse_rcnn_config(cfg: CN) -> CN:
     """Add ``MODEL.SPARSE_RCNN`` with every key and its default to ``cfg`` (in place).
 

@@ -7,7 +7,12 @@ CLIP ViT-L/14, trainable fusion module); the solver settings (AdamW, full-model 
 """
 from detectron2.config import CfgNode as CN
 
+from vertspine.config import register_config
+from vertspine.data.class_count import register_num_classes_key
+
 __all__ = ["add_vertfound_config"]
+
+register_num_classes_key("VertFound", "MODEL.VERTFOUND.NUM_CLASSES")
 
 # Prompt templates of the text classifier; "{}" is replaced by the level name.
 DEFAULT_TEMPLATES = (
@@ -18,6 +23,7 @@ DEFAULT_TEMPLATES = (
 )
 
 
+@register_config
 def add_vertfound_config(cfg: CN) -> CN:
     """Add ``MODEL.VERTFOUND`` with every key and its default to ``cfg`` (in place).
 
