@@ -10,15 +10,14 @@ from open_clip.model import CLIPTextCfg, CLIPVisionCfg, convert_weights_to_lp, r
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
+from vertspine.layers.sam import load_sam_checkpoint, sam_variant
 from vertspine.modeling.vertfound.weights import (
     build_clip_from_openai_checkpoint,
     clip_architecture,
     load_clip_checkpoint,
-    load_sam_checkpoint,
     load_vertfound_checkpoint,
-    read_checkpoint,
-    sam_variant,
 )
+from vertspine.utils.state_dict import read_state_dict
 
 SAM_DIM, CLIP_WIDTH = 32, 64
 
@@ -98,7 +97,8 @@ def test_sam_mismatches_fail_clearly_before_loading():
     target = tiny_sam(1)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(ValueError, match="SAM vit_l checkpoint, but MODEL.VERTFOUND.SAM.MODEL_TYPE is 'vit_b'"):
-        load_sam_checkpoint(target, fake_official_sam(1024, 24), model_type="vit_b")
+        load_sam_checkpoint(target, fake_official_sam(1024, 24), model_type="vit_b",
+                            model_type_key="MODEL.VERTFOUND.SAM.MODEL_TYPE")
     with pytest.raises(ValueError, match=r"SAM vit_b checkpoint; the model is SAM custom \(width 32, depth 2\)"):
         load_sam_checkpoint(target, fake_official_sam(768, 12))
     broken = tiny_sam(0).state_dict()
@@ -165,7 +165,7 @@ def test_openai_fp16_weights_build_and_load_in_fp32(tmp_path):
     rounded.load_state_dict({k: v.float() for k, v in fp16.items() if k in source.state_dict()})
     assert_same(clip_outputs(rounded), clip_outputs(target))
     assert_same(clip_outputs(rounded), clip_outputs(built))
-    assert clip_architecture(read_checkpoint(path)) == "ViT width 64, 2 layers, patch 8, 32 px"
+    assert clip_architecture(read_state_dict(path)) == "ViT width 64, 2 layers, patch 8, 32 px"
 
 
 def test_clip_position_embedding_is_resized_to_the_model():
@@ -238,7 +238,12 @@ def test_reading_refuses_pickles_and_names_missing_files(tmp_path):
     path = str(tmp_path / "pickled.pth")
     torch.save({"model": {"w": torch.zeros(1)}, "trainer": object.__new__(StandIn)}, path)
     with pytest.raises(ValueError, match="weights_only=True.*trust_pickle=True"):
-        read_checkpoint(path)
-    assert list(read_checkpoint(path, trust_pickle=True)) == ["w"]
-    with pytest.raises(FileNotFoundError, match="nowhere.pth does not exist.*download_weights.py"):
-        read_checkpoint(str(tmp_path / "nowhere.pth"))
+        load_vertfound_checkpoint(StandIn(0), path)
+    with pytest.raises(ValueError, match="weights_only=True.*trust_pickle=True"):
+        load_sam_checkpoint(tiny_sam(0), path)
+    assert list(read_state_dict(path, trust_pickle=True)) == ["w"]
+    loads = ((load_sam_checkpoint, tiny_sam(0)), (load_clip_checkpoint, tiny_clip(0)),
+             (load_vertfound_checkpoint, StandIn(0)))
+    for load, model in loads:
+        with pytest.raises(FileNotFoundError, match="nowhere.pth does not exist.*download_weights.py"):
+            load(model, str(tmp_path / "nowhere.pth"))

@@ -4,12 +4,12 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from vertspine.modeling.vertfound.sam_encoder import SamBoxEncoder, build_sam
+from vertspine.modeling.vertfound.sam_encoder import SamBoxEncoder, build_vertfound_sam
 from vertfound_test_utils import synthetic_input, tiny_cfg, tiny_model
 
 
 def _tiny_sam():
-    return build_sam("tiny", seed=5, tiny=tiny_cfg().MODEL.VERTFOUND.SAM.TINY).eval()
+    return build_vertfound_sam("tiny", seed=5, tiny=tiny_cfg().MODEL.VERTFOUND.SAM.TINY).eval()
 
 
 def _hooked_tokens(sam, run):
@@ -74,9 +74,9 @@ def test_image_encoder_runs_once_per_image_at_inference():
 
 def test_unknown_model_type_and_missing_checkpoint_are_refused():
     with pytest.raises(ValueError, match="MODEL_TYPE"):
-        build_sam("vit_x")
+        build_vertfound_sam("vit_x")
     with pytest.raises(ValueError, match="does not exist"):
-        build_sam("vit_b", checkpoint="/nonexistent/sam.pth")
+        build_vertfound_sam("vit_b", checkpoint="/nonexistent/sam.pth")
 
 
 def test_roi_features_pool_the_box_and_its_context():

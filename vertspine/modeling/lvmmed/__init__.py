@@ -6,19 +6,14 @@ time (``MODEL.LVMMED.ENCODER_WEIGHTS``, key layout ``MODEL.LVMMED.WEIGHTS_LAYOUT
 - ``build_lvmmed_resnet_backbone`` / ``build_lvmmed_resnet_fpn_backbone``: detectron2 ResNet(-FPN)
   from the torchvision-layout ResNet-50 (``lvmmed_resnet.torch``, or torchvision ImageNet files);
 - ``build_lvmmed_vit_backbone`` / ``build_lvmmed_vit_pyramid_backbone``: segment_anything's
-  ``ImageEncoderViT`` from the SAM-encoder-layout ViT-B (``lvmmed_vit.pth``, or a full SAM
-  checkpoint), single-scale or under a ViTDet simple feature pyramid (p2..p6);
+  ``ImageEncoderViT`` (built by :mod:`vertspine.layers.sam`) from the SAM-encoder-layout ViT-B
+  (``lvmmed_vit.pth``, or a full SAM checkpoint), single-scale or under a ViTDet simple feature
+  pyramid (p2..p6);
 
 and the ``UNetSegmentor`` meta-architecture (smp U-Net, LVM-Med ResNet encoder, CE + soft Dice).
 Configure with :func:`add_lvmmed_config` (``MODEL.LVMMED``).
 """
-from .checkpoint import (
-    EncoderCheckpointReport,
-    load_encoder_checkpoint,
-    read_encoder_state_dict,
-    sam_image_encoder_keys,
-    torchvision_to_d2,
-)
+from .checkpoint import EncoderCheckpointReport, load_encoder_checkpoint, torchvision_to_d2
 from .config import WEIGHTS_LAYOUTS, add_lvmmed_config
 from .loss import dice_ce_loss
 from .pyramid import SimpleFeaturePyramid, build_lvmmed_vit_pyramid_backbone
@@ -46,7 +41,5 @@ __all__ = [
     "load_encoder_checkpoint",
     "load_lvmmed_resnet",
     "load_lvmmed_vit",
-    "read_encoder_state_dict",
-    "sam_image_encoder_keys",
     "torchvision_to_d2",
 ]

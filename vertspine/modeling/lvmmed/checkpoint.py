@@ -10,38 +10,37 @@ Three key layouts (``MODEL.LVMMED.WEIGHTS_LAYOUT``):
   ``fc.*`` is dropped.
 - ``sam_vit_b``: SAM image-encoder names (``patch_embed.proj``, ``blocks.i.*``, ``neck.0-3``), the
   layout of ``lvmmed_vit.pth``. A full SAM checkpoint is accepted: its ``image_encoder.*`` keys
-  are taken (prefix removed) and the prompt encoder / mask decoder keys dropped.
+  are taken (prefix removed) and the prompt encoder / mask decoder keys dropped
+  (:func:`vertspine.layers.sam.sam_state_for`, shared with every SAM loader).
 - ``detectron2``: the target module's own names, optionally under ``backbone.`` or
   ``backbone.bottom_up.`` (a vertspine / detectron2 model checkpoint).
 
-Every load returns an :class:`EncoderCheckpointReport`; with ``strict`` any missing, unexpected
-or mis-shaped key raises a ``ValueError`` naming the keys.
+Files are read by :func:`vertspine.utils.state_dict.read_state_dict`. Every load returns an
+:class:`EncoderCheckpointReport`; with ``strict`` any missing, unexpected or mis-shaped key raises
+a ``ValueError`` naming the keys.
 """
 import logging
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Tuple, Union
+from typing import Dict, Mapping, Tuple
 
-import torch
 from torch import Tensor, nn
 
-from vertspine.modeling.sparse_rcnn.checkpoint import CheckpointReport, read_state_dict
+from vertspine.layers.sam.checkpoint import sam_state_for
+from vertspine.utils.checkpoint_report import CheckpointReport
+from vertspine.utils.state_dict import StateDictSource, read_state_dict
 
 from .config import WEIGHTS_LAYOUTS
 
-__all__ = [
-    "EncoderCheckpointReport",
-    "load_encoder_checkpoint",
-    "read_encoder_state_dict",
-    "sam_image_encoder_keys",
-    "torchvision_to_d2",
-]
+__all__ = ["EncoderCheckpointReport", "load_encoder_checkpoint", "torchvision_to_d2"]
 
 logger = logging.getLogger(__name__)
 
 _RESNET_BLOCK = re.compile(r"^layer(\d)\.(\d+)\.(.+)$")
+_MISSING_HINT = ("Set MODEL.LVMMED.ENCODER_WEIGHTS to an existing file, or to \"\" for random "
+                 "init.")
 
 
 @dataclass
@@ -71,27 +70,6 @@ class EncoderCheckpointReport(CheckpointReport):
         return "\n".join(lines + body[1:])
 
 
-def read_encoder_state_dict(
-        path_or_state_dict: Union[str, os.PathLike, Mapping]) -> Dict[str, Tensor]:
-    """The state dict of an encoder file or object.
-
-    Accepts a bare state dict, ``{"model": sd}`` (detectron2), ``{"state_dict": sd}``
-    (Lightning / many SSL repositories), and removes a ``module.`` prefix on every key.
-
-    Raises:
-        FileNotFoundError: the path does not exist.
-    """
-    if isinstance(path_or_state_dict, (str, os.PathLike)):
-        if not os.path.isfile(path_or_state_dict):
-            raise FileNotFoundError(
-                f"Encoder checkpoint '{path_or_state_dict}' does not exist; set "
-                "MODEL.LVMMED.ENCODER_WEIGHTS to an existing file, or to \"\" for random init.")
-        path_or_state_dict = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
-    if isinstance(path_or_state_dict.get("state_dict"), Mapping):
-        path_or_state_dict = path_or_state_dict["state_dict"]
-    return read_state_dict(path_or_state_dict)
-
-
 def torchvision_to_d2(key: str) -> str:
     """The detectron2 ResNet name of a torchvision ResNet key (``fc.*`` is returned unchanged).
 
@@ -112,23 +90,6 @@ def torchvision_to_d2(key: str) -> str:
     return f"res{stage}.{block}.{rest}"
 
 
-def sam_image_encoder_keys(state: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, str]]:
-    """SAM image-encoder keys of an encoder-only or full SAM state dict.
-
-    Returns:
-        (encoder state dict without the ``image_encoder.`` prefix, dropped keys with reasons).
-    """
-    if not any(key.startswith("image_encoder.") for key in state):
-        return dict(state), {}
-    kept, dropped = {}, {}
-    for key, value in state.items():
-        if key.startswith("image_encoder."):
-            kept[key[len("image_encoder."):]] = value
-        else:
-            dropped[key] = "full SAM checkpoint: not part of the image encoder"
-    return kept, dropped
-
-
 def _convert(state: Mapping[str, Tensor], layout: str, target: str,
              model_keys: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, str]]:
     """The checkpoint renamed to the target module's names, and the keys dropped (by their
@@ -143,7 +104,7 @@ def _convert(state: Mapping[str, Tensor], layout: str, target: str,
             state = {torchvision_to_d2(key): value for key, value in state.items()}
         return state, dropped
     if layout == "sam_vit_b":
-        return sam_image_encoder_keys(state)
+        return sam_state_for(state, "image_encoder")
     for prefix in ("backbone.bottom_up.", "backbone."):  # layout == "detectron2"
         if not any(key in model_keys for key in state) and any(k.startswith(prefix) for k in state):
             dropped = {k: f"detectron2 model checkpoint: outside '{prefix}'"
@@ -172,7 +133,7 @@ def _drop_unbuilt(key: str, module: nn.Module) -> str:
 
 def load_encoder_checkpoint(
     module: nn.Module,
-    path_or_state_dict: Union[str, os.PathLike, Mapping],
+    path_or_state_dict: StateDictSource,
     layout: str,
     *,
     target: str = "detectron2",
@@ -184,7 +145,8 @@ def load_encoder_checkpoint(
         module: the encoder to fill: a detectron2 ``ResNet`` (``target="detectron2"``), a
             torchvision-named ResNet such as smp's encoder (``target="torchvision"``), or
             segment_anything's ``ImageEncoderViT`` (its names are the SAM layout).
-        path_or_state_dict: a file (see :func:`read_encoder_state_dict`) or a state dict.
+        path_or_state_dict: a file (read by :func:`~vertspine.utils.state_dict.read_state_dict`)
+            or a state dict.
         layout: one of ``WEIGHTS_LAYOUTS``.
         target: names of ``module`` for the ResNet layout: "detectron2" or "torchvision".
         strict: raise when any key is missing, unexpected or of another shape.
@@ -198,7 +160,7 @@ def load_encoder_checkpoint(
     source = (str(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike))
               else "<state dict>")
     expected = module.state_dict()
-    raw = read_encoder_state_dict(path_or_state_dict)
+    raw = read_state_dict(path_or_state_dict, missing_hint=_MISSING_HINT)
     state, dropped = _convert(raw, layout, target, expected)
     report = EncoderCheckpointReport(source=source, layout=layout, dropped=dropped)
     renaming = layout == "torchvision_resnet50" and target == "detectron2"

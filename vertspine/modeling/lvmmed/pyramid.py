@@ -15,7 +15,6 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from fvcore.nn import weight_init
-from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
 from .vit_backbone import build_lvmmed_vit
@@ -26,6 +25,8 @@ __all__ = ["SimpleFeaturePyramid", "build_lvmmed_vit_pyramid_backbone"]
 def _norm(norm: str, channels: int) -> nn.Module:
     """"LN" = channel LayerNorm (segment_anything's LayerNorm2d); else detectron2's get_norm."""
     if norm == "LN":
+        from segment_anything.modeling.common import LayerNorm2d
+
         return LayerNorm2d(channels)
     return get_norm(norm, channels) or nn.Identity()
 

@@ -7,28 +7,34 @@ without absolute positions, with decomposed relative positions, 14x14 windows an
 attention in blocks 2, 5, 8 and 11 (``segment_anything/our_vit.py::vit_encoder_b`` upstream),
 which are this family's defaults.
 
-Input sizes: the encoder is built for ``IMG_SIZE`` (the relative-position tables of the global
-blocks have ``2 * IMG_SIZE / PATCH_SIZE - 1`` rows, pos_embed ``IMG_SIZE / PATCH_SIZE`` squared).
+The encoder is built by :func:`vertspine.layers.sam.build_sam_image_encoder` and run by
+:func:`vertspine.layers.sam.encode_image`, shared with every SAM user. Input sizes: the encoder
+is built for ``IMG_SIZE`` (the relative-position tables of the global blocks have
+``2 * IMG_SIZE / PATCH_SIZE - 1`` rows, pos_embed ``IMG_SIZE / PATCH_SIZE`` squared).
 segment_anything itself pads token grids to the window size and interpolates the relative-position
-tables for other grids; this wrapper pads the image to a multiple of ``PATCH_SIZE`` (bottom/right,
-zeros) and interpolates ``pos_embed`` (bicubic, as ViTDet) when the grid differs from the
-pretraining one. So any image size works; outputs are [N, C, ceil(H/P), ceil(W/P)].
+tables for other grids; ``encode_image`` pads the image to a multiple of ``PATCH_SIZE``
+(bottom/right, zeros) and interpolates ``pos_embed`` (bicubic, as ViTDet) when the grid differs
+from the pretraining one. So any image size works; outputs are [N, C, ceil(H/P), ceil(W/P)].
 """
-from functools import partial
 from typing import Dict
 
-import torch.nn.functional as F
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
-from segment_anything.modeling.image_encoder import ImageEncoderViT
 from torch import Tensor, nn
+
+from vertspine.layers.sam import SamSize, build_sam_image_encoder, encode_image
 
 from .checkpoint import EncoderCheckpointReport, load_encoder_checkpoint
 
 __all__ = ["LVMMedViT", "build_lvmmed_vit_backbone", "load_lvmmed_vit"]
 
 _VIT_LAYOUTS = ("sam_vit_b", "detectron2")
+_KEY = "MODEL.LVMMED.VIT."
+# What the errors call the encoder's sizes: their config keys.
+_VIT_KEYS = {"image_size": _KEY + "IMG_SIZE", "patch_size": _KEY + "PATCH_SIZE",
+             "encoder_dim": _KEY + "EMBED_DIM", "encoder_heads": _KEY + "NUM_HEADS",
+             "encoder_depth": _KEY + "DEPTH", "global_attn_indexes": _KEY + "GLOBAL_ATTN_INDEXES"}
 
 
 class LVMMedViT(Backbone):
@@ -60,23 +66,12 @@ class LVMMedViT(Backbone):
             out_feature: name of the output feature.
         """
         super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"MODEL.LVMMED.VIT.IMG_SIZE {img_size} is not a multiple of "
-                             f"MODEL.LVMMED.VIT.PATCH_SIZE {patch_size}.")
-        if embed_dim % num_heads:
-            raise ValueError(f"MODEL.LVMMED.VIT.EMBED_DIM {embed_dim} is not divisible by "
-                             f"MODEL.LVMMED.VIT.NUM_HEADS {num_heads}.")
-        bad = [i for i in global_attn_indexes if not 0 <= i < depth]
-        if bad:
-            raise ValueError(f"MODEL.LVMMED.VIT.GLOBAL_ATTN_INDEXES {list(global_attn_indexes)} "
-                             f"has blocks {bad} outside 0..{depth - 1} (DEPTH {depth}).")
-        self.encoder = ImageEncoderViT(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
-            depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, out_chans=neck_channels,
-            qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), act_layer=nn.GELU,
-            use_abs_pos=use_abs_pos, use_rel_pos=use_rel_pos, rel_pos_zero_init=True,
-            window_size=window_size, global_attn_indexes=tuple(global_attn_indexes),
-        )  # the arguments of segment_anything's build_sam._build_sam
+        size = SamSize(
+            encoder_dim=embed_dim, encoder_depth=depth, encoder_heads=num_heads,
+            global_attn_indexes=tuple(global_attn_indexes), window_size=window_size,
+            use_rel_pos=use_rel_pos, use_abs_pos=use_abs_pos, patch_size=patch_size,
+            mlp_ratio=mlp_ratio, prompt_dim=neck_channels)
+        self.encoder = build_sam_image_encoder(size, img_size, in_chans, names=_VIT_KEYS)
         if not use_neck:
             self.encoder.neck = nn.Identity()
         self.patch_size = patch_size
@@ -89,15 +84,6 @@ class LVMMedViT(Backbone):
     def size_divisibility(self) -> int:
         return self.patch_size
 
-    def _abs_pos(self, height: int, width: int) -> Tensor:
-        """pos_embed [1, h, w, C] resized (bicubic) to a token grid of ``height`` x ``width``."""
-        pos = self.encoder.pos_embed
-        if pos.shape[1:3] == (height, width):
-            return pos
-        pos = F.interpolate(pos.permute(0, 3, 1, 2), size=(height, width), mode="bicubic",
-                            align_corners=False)
-        return pos.permute(0, 2, 3, 1)
-
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         """
         Args:
@@ -106,15 +92,7 @@ class LVMMedViT(Backbone):
             ``{out_feature: [N, C_out, ceil(H/P), ceil(W/P)]}``; C_out is NECK_CHANNELS with the
             neck, EMBED_DIM without. Equal to ``ImageEncoderViT.forward`` when H = W = IMG_SIZE.
         """
-        pad_h, pad_w = (-x.shape[-2]) % self.patch_size, (-x.shape[-1]) % self.patch_size
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        tokens = self.encoder.patch_embed(x)  # [N, h, w, embed_dim]
-        if self.encoder.pos_embed is not None:
-            tokens = tokens + self._abs_pos(tokens.shape[1], tokens.shape[2])
-        for block in self.encoder.blocks:
-            tokens = block(tokens)
-        return {self.out_feature: self.encoder.neck(tokens.permute(0, 3, 1, 2))}
+        return {self.out_feature: encode_image(self.encoder, x)}
 
 
 def load_lvmmed_vit(vit: LVMMedViT, cfg: CfgNode) -> EncoderCheckpointReport:

@@ -11,13 +11,12 @@ from .dataset_mapper import VertFoundDatasetMapper
 from .decoding import monotone_viterbi, top_to_bottom
 from .fusion import VertebraFusion
 from .loss import focal_loss, log_sinkhorn, ordering_loss, ot_alignment_loss
-from .sam_encoder import SamBoxEncoder, build_sam
+from .sam_encoder import SamBoxEncoder, build_vertfound_sam
 from .text import LevelTextClassifier
 from .vertfound import VertFound
 from .weights import (
     build_clip_from_openai_checkpoint,
     load_clip_checkpoint,
-    load_sam_checkpoint,
     load_vertfound_checkpoint,
 )
 
@@ -33,10 +32,9 @@ __all__ = [
     "add_vertfound_config",
     "build_clip",
     "build_clip_from_openai_checkpoint",
-    "build_sam",
+    "build_vertfound_sam",
     "focal_loss",
     "load_clip_checkpoint",
-    "load_sam_checkpoint",
     "load_vertfound_checkpoint",
     "log_sinkhorn",
     "monotone_viterbi",

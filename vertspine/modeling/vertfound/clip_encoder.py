@@ -3,17 +3,16 @@
 VertFound reads the residual-stream tokens (class token plus patch tokens, before ``ln_post``
 and the projection) of several visual transformer blocks. :class:`ClipImageTokens` takes them
 with open_clip's ``VisionTransformer.forward_intermediates``; the token count and width come
-from the model, so ViT-B/16, ViT-L/14, ViT-L/14-336 and tiny test models all work.
+from the model, so ViT-B/16, ViT-L/14, ViT-L/14-336 and tiny test models all work. open_clip
+is imported inside the functions that need it.
 """
 import json
 import logging
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import Tensor, nn
 
 __all__ = ["ClipImageTokens", "build_clip", "clip_preprocess_description", "text_embedding_dim"]
@@ -41,6 +40,8 @@ def build_clip(model_name: str, model_config: Optional[Dict[str, Any]] = None, p
         ValueError: a config without the three entries, a vocabulary other than open_clip's
             BPE, or weights with a config.
     """
+    import open_clip
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if model_config:
@@ -105,6 +106,8 @@ class ClipImageTokens:
     """
 
     def __init__(self, visual: nn.Module, layers: Sequence[int], resize: str = "pad"):
+        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
         if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "transformer"):
             raise ValueError("CLIP's visual tower must be an open_clip VisionTransformer.")
         if resize not in CLIP_RESIZE_MODES:

@@ -8,7 +8,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from .box_sources import load_detections
 from .cache import EmbeddingCache
 from .clip_encoder import build_clip
-from .sam_encoder import build_sam
+from .sam_encoder import build_vertfound_sam
 
 __all__ = ["dataset_level_names", "vertfound_parts_from_config"]
 
@@ -36,7 +36,8 @@ def vertfound_parts_from_config(cfg) -> Dict[str, Any]:
         ValueError: a key with a bad value (named in the message).
     """
     node = cfg.MODEL.VERTFOUND
-    sam = build_sam(node.SAM.MODEL_TYPE, node.SAM.CHECKPOINT, node.SAM.INIT_SEED, node.SAM.TINY)
+    sam = build_vertfound_sam(node.SAM.MODEL_TYPE, node.SAM.CHECKPOINT, node.SAM.INIT_SEED,
+                              node.SAM.TINY)
     clip, tokenizer = build_clip(node.CLIP.MODEL_NAME, node.CLIP.MODEL_CONFIG,
                                  node.CLIP.PRETRAINED, node.CLIP.QUICK_GELU, node.CLIP.INIT_SEED)
     names = list(node.TEXT.CLASS_NAMES) or dataset_level_names(

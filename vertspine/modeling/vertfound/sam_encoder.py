@@ -9,32 +9,31 @@ and two-way transformer batched over all boxes; the mask upscaling and IoU head 
 import hashlib
 import logging
 import os
-from functools import partial
 from typing import List, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
-from segment_anything import sam_model_registry
-from segment_anything.modeling import (
-    ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
-    Sam,
-    TwoWayTransformer,
-)
-from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-__all__ = ["SAM_PREPROCESSING", "SamBoxEncoder", "build_sam", "file_sha256"]
+from vertspine.layers.sam import (
+    SAM_PREPROCESSING,  # re-exported: identity.py records it in caches
+    SAM_SIZES,
+    SamSize,
+    build_sam,
+    load_sam_checkpoint,
+    preprocess_images,
+    resized_shape,
+)
+
+__all__ = ["SAM_PREPROCESSING", "SamBoxEncoder", "build_vertfound_sam", "file_sha256"]
 
 logger = logging.getLogger(__name__)
-SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "tiny")
-# How images reach SAM (recorded in caches): see SamBoxEncoder.preprocess.
-SAM_PREPROCESSING = (
-    "RGB uint8 -> float; longest side resized to the SAM image size (bilinear, antialias, "
-    "ResizeLongestSide rounding); (x - pixel_mean) / pixel_std; zero-padded bottom/right"
-)
+SAM_MODEL_TYPES = (*SAM_SIZES, "tiny")
+_TINY = "MODEL.VERTFOUND.SAM.TINY."
+# What the errors call the tiny SAM's sizes: their config keys.
+_TINY_KEYS = {"image_size": _TINY + "IMAGE_SIZE", "patch_size": _TINY + "PATCH_SIZE",
+              "encoder_dim": _TINY + "ENCODER_DIM", "encoder_heads": _TINY + "ENCODER_HEADS",
+              "encoder_depth": _TINY + "ENCODER_DEPTH"}
 
 
 def file_sha256(path: str) -> str:
@@ -46,19 +45,24 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def build_sam(model_type: str, checkpoint: str = "", seed: int = 0, tiny=None) -> Sam:
-    """A segment_anything ``Sam``: the official builders, or a tiny one for tests.
+def build_vertfound_sam(model_type: str, checkpoint: str = "", seed: int = 0,
+                        tiny=None) -> nn.Module:
+    """VertFound's segment_anything ``Sam``: a released size at 1024 px, or a tiny one for tests.
+
+    Built by :func:`vertspine.layers.sam.build_sam` (the modules and initialisation of
+    segment_anything's ``sam_model_registry``), filled by
+    :func:`vertspine.layers.sam.load_sam_checkpoint`.
 
     Args:
         model_type: "vit_b", "vit_l", "vit_h" (1024 px input) or "tiny".
-        checkpoint: official checkpoint file, loaded with
-            :func:`~.weights.load_sam_checkpoint` ("" = random init).
+        checkpoint: official SAM or MedSAM checkpoint, loaded strictly ("" = random init).
         seed: seed of the random initialisation (used when there is no checkpoint).
         tiny: for "tiny", a config node or object with IMAGE_SIZE, PATCH_SIZE, ENCODER_DIM,
             ENCODER_DEPTH, ENCODER_HEADS, PROMPT_DIM, DECODER_DEPTH, DECODER_MLP_DIM,
-            DECODER_HEADS.
+            DECODER_HEADS (global attention, no relative positions).
     Raises:
-        ValueError: unknown model type, missing checkpoint file, or a checkpoint with "tiny".
+        ValueError: unknown model type, missing checkpoint file, a checkpoint with "tiny", or
+            tiny sizes that do not fit (naming the MODEL.VERTFOUND.SAM.TINY key).
     """
     if model_type not in SAM_MODEL_TYPES:
         raise ValueError(
@@ -71,41 +75,19 @@ def build_sam(model_type: str, checkpoint: str = "", seed: int = 0, tiny=None) -
         )
     if model_type == "tiny" and checkpoint:
         raise ValueError("MODEL.VERTFOUND.SAM.CHECKPOINT must be empty for the tiny SAM.")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if model_type == "tiny":
-            return _build_tiny_sam(tiny)
-        sam = sam_model_registry[model_type](checkpoint=None)
+    if model_type == "tiny":
+        size = SamSize(
+            encoder_dim=tiny.ENCODER_DIM, encoder_depth=tiny.ENCODER_DEPTH,
+            encoder_heads=tiny.ENCODER_HEADS, patch_size=tiny.PATCH_SIZE,
+            prompt_dim=tiny.PROMPT_DIM, decoder_depth=tiny.DECODER_DEPTH,
+            decoder_mlp_dim=tiny.DECODER_MLP_DIM, decoder_heads=tiny.DECODER_HEADS)
+        return build_sam(size, tiny.IMAGE_SIZE, seed=seed, names=_TINY_KEYS)
+    sam = build_sam(model_type, 1024, seed=seed)
     if checkpoint:
-        from .weights import load_sam_checkpoint  # checks the variant, reports every key
-
-        logger.info("SAM %s from %s:\n%s", model_type, checkpoint,
-                    load_sam_checkpoint(sam, checkpoint, model_type=model_type))
+        logger.info("SAM %s from %s:\n%s", model_type, checkpoint, load_sam_checkpoint(
+            sam, checkpoint, model_type=model_type,
+            model_type_key="MODEL.VERTFOUND.SAM.MODEL_TYPE"))
     return sam
-
-
-def _build_tiny_sam(t) -> Sam:
-    """A small ``Sam`` with the official structure (global attention, no relative positions)."""
-    if t.IMAGE_SIZE % t.PATCH_SIZE:
-        raise ValueError(f"SAM.TINY.IMAGE_SIZE {t.IMAGE_SIZE} is not a multiple of PATCH_SIZE.")
-    grid = t.IMAGE_SIZE // t.PATCH_SIZE
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=t.IMAGE_SIZE, patch_size=t.PATCH_SIZE, embed_dim=t.ENCODER_DIM,
-            depth=t.ENCODER_DEPTH, num_heads=t.ENCODER_HEADS, mlp_ratio=4.0,
-            out_chans=t.PROMPT_DIM, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=t.PROMPT_DIM, image_embedding_size=(grid, grid),
-            input_image_size=(t.IMAGE_SIZE, t.IMAGE_SIZE), mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3, transformer_dim=t.PROMPT_DIM,
-            transformer=TwoWayTransformer(depth=t.DECODER_DEPTH, embedding_dim=t.PROMPT_DIM,
-                                          mlp_dim=t.DECODER_MLP_DIM, num_heads=t.DECODER_HEADS),
-            iou_head_depth=3, iou_head_hidden_dim=t.PROMPT_DIM,
-        ),
-    )
 
 
 class SamBoxEncoder:
@@ -126,7 +108,7 @@ class SamBoxEncoder:
             VertFound; it gives encoders trained from scratch a direct local feature.
     """
 
-    def __init__(self, sam: Sam, box_chunk: int = 64, roi_size: int = 0,
+    def __init__(self, sam: nn.Module, box_chunk: int = 64, roi_size: int = 0,
                  roi_context: float = 2.0):
         self.sam = sam
         self.box_chunk = max(1, int(box_chunk))
@@ -148,10 +130,11 @@ class SamBoxEncoder:
 
     def input_size(self, height: int, width: int) -> Tuple[int, int]:
         """(h, w) of an image of (height, width) resized to SAM's input (before padding)."""
-        return ResizeLongestSide.get_preprocess_shape(height, width, self.image_size)
+        return resized_shape(height, width, self.image_size)
 
     def preprocess(self, images: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Resize (longest side to S), normalise and pad images as ``SAM_PREPROCESSING`` says.
+        """Resize (longest side to S), normalise and pad images as ``SAM_PREPROCESSING`` says
+        (:func:`vertspine.layers.sam.preprocess_images` with the model's pixel statistics).
 
         Args:
             images: B tensors [3, H, W] in RGB, values 0..255.
@@ -159,19 +142,7 @@ class SamBoxEncoder:
             (batch [B, 3, S, S] float, [B, 4] factors (sx, sy, sx, sy) taking XYXY boxes from
             image pixels to SAM input pixels, per axis as ``ResizeLongestSide.apply_boxes``).
         """
-        device = self.sam.pixel_mean.device
-        batch, scales = [], []
-        for image in images:
-            height, width = image.shape[-2:]
-            new_h, new_w = self.input_size(height, width)
-            x = image.to(device=device, dtype=torch.float32)[None]
-            if (new_h, new_w) != (height, width):
-                x = F.interpolate(x, (new_h, new_w), mode="bilinear", align_corners=False,
-                                  antialias=True)
-            x = (x[0] - self.sam.pixel_mean) / self.sam.pixel_std
-            batch.append(F.pad(x, (0, self.image_size - new_w, 0, self.image_size - new_h)))
-            scales.append([new_w / width, new_h / height] * 2)
-        return torch.stack(batch), torch.tensor(scales, device=device)
+        return preprocess_images(images, self.image_size, self.sam.pixel_mean, self.sam.pixel_std)
 
     def encode_images(self, batch: Tensor) -> Tensor:
         """SAM image embeddings [B, C, h, w] of a preprocessed batch [B, 3, S, S]."""
