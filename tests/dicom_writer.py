@@ -1,6 +1,6 @@
 """Single-frame uint16 DICOM files for tests, written with pydicom (PS3.10 preamble and meta)."""
 import os
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -10,13 +10,23 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 def write_dicom_file(path: str, stored: np.ndarray, *, photometric: str = "MONOCHROME2",
                      modality: str = "CT", bits_stored: int = 16,
                      rescale: Optional[Tuple[float, float]] = None,
-                     window: Optional[Tuple[float, float]] = None, pixels: bool = True) -> str:
+                     window: Optional[Tuple[float, float]] = None, pixels: bool = True,
+                     pixel_spacing: Optional[Tuple[float, float]] = None,
+                     orientation: Optional[Sequence[float]] = None,
+                     position: Optional[Sequence[float]] = None,
+                     slice_thickness: Optional[float] = None,
+                     series_uid: Optional[str] = None) -> str:
     """Write ``stored`` (uint16 [H, W]) as a Secondary Capture DICOM and return ``path``.
 
     Args:
         rescale: (RescaleSlope, RescaleIntercept), or None for no modality LUT.
         window: (WindowCenter, WindowWidth), or None for no VOI window.
         pixels: False writes no PixelData (a non-image object).
+        pixel_spacing: PixelSpacing (row spacing, column spacing) in mm, or None.
+        orientation: ImageOrientationPatient (row direction, column direction; 6 LPS cosines).
+        position: ImagePositionPatient (LPS mm of the first pixel's centre).
+        slice_thickness: SliceThickness in mm.
+        series_uid: SeriesInstanceUID (a new one when None).
     """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -36,6 +46,15 @@ def write_dicom_file(path: str, stored: np.ndarray, *, photometric: str = "MONOC
         ds.RescaleSlope, ds.RescaleIntercept = rescale
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    if pixel_spacing is not None:
+        ds.PixelSpacing = [float(v) for v in pixel_spacing]
+    if orientation is not None:
+        ds.ImageOrientationPatient = [float(v) for v in orientation]
+    if position is not None:
+        ds.ImagePositionPatient = [float(v) for v in position]
+    if slice_thickness is not None:
+        ds.SliceThickness = float(slice_thickness)
     if pixels:
         ds.PixelData = stored.astype("<u2").tobytes()
     if os.path.dirname(path):

@@ -240,3 +240,54 @@ def test_colour_dicom_is_rejected(tmp_path):
 def test_unsupported_format(tmp_path):
     with pytest.raises(ValueError, match="YUV"):
         read_image(str(tmp_path / "x.png"), "YUV-BT.601")
+
+
+def test_read_image_is_reader_then_to_display_uint8(tmp_path):
+    from vertspine.data.image_io import to_display_uint8
+    from vertspine.data.readers import RasterReader, read_image_and_meta
+
+    values = np.array([[1000, 1100], [2900, 5000]], dtype=np.uint16)
+    path = str(tmp_path / "gray16.png")
+    cv2.imwrite(path, values)
+    array, meta = read_image_and_meta(path)  # the real values stay 16 bit
+    assert array.dtype == np.uint16 and np.array_equal(array, values)
+    expected = np.array([[0, 6], [121, 255]], np.uint8)  # as test_16bit_gray_min_max_rule
+    assert np.array_equal(to_display_uint8(array, meta, "L")[:, :, 0], expected)
+    assert np.array_equal(read_image(path, "L")[:, :, 0], expected)
+    rgb_path = str(tmp_path / "colour.png")
+    cv2.imwrite(rgb_path, colour_rgb()[:, :, ::-1])
+    array, meta = RasterReader().read(rgb_path)
+    assert np.array_equal(array, colour_rgb()) and meta.channel_order == "RGB"
+    for fmt in ("BGR", "RGB", "L"):
+        assert np.array_equal(to_display_uint8(array, meta, fmt), read_image(rgb_path, fmt))
+
+
+def test_dicom_real_values_and_display_values(tmp_path):
+    from vertspine.data.readers import read_image_and_meta
+
+    path = write_dicom(str(tmp_path / "cr.dcm"), photometric="MONOCHROME1")
+    hounsfield, meta = read_image_and_meta(path)  # no window, no inversion: modality values
+    assert np.array_equal(hounsfield, STORED.astype(np.float32) * SLOPE + INTERCEPT)
+    assert meta.original_dtype == np.uint16
+    assert np.array_equal(read_image(path, "L")[:, :, 0], 255 - expected_windowed_uint8())
+
+
+def test_to_display_uint8_rejects_volumes(tmp_path):
+    import nibabel as nib
+
+    from vertspine.data.image_io import to_display_uint8
+    from vertspine.data.readers import read_volume
+
+    path = str(tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((3, 4, 5), np.int16), np.eye(4)), path)
+    volume, meta = read_volume(path)
+    with pytest.raises(ImageReadError, match="ct.nii.gz: a 3D image.*read_volume"):
+        to_display_uint8(volume, meta)
+    with pytest.raises(ImageReadError, match="ct.nii.gz: cannot decode"):
+        read_image(path)  # the 2D path decodes rasters and DICOM only, as before
+
+
+def test_image_read_error_is_the_readers_one():
+    from vertspine.data import readers
+
+    assert ImageReadError is readers.ImageReadError and issubclass(ImageReadError, ValueError)

@@ -23,9 +23,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
-from vertspine.utils.file_io import write_png
-
-from ..image_io import min_max_to_uint8, read_dicom
+from ..image_io import min_max_to_uint8, min_max_to_unsigned, read_dicom
 from .annotations import VinDrDataError
 
 __all__ = ["DICOM_SUFFIXES", "dicom_to_png_array", "find_dicoms", "output_size"]
@@ -93,7 +91,7 @@ def dicom_to_png_array(
         values = cv2.resize(values, (width, height), interpolation=cv2.INTER_AREA)
     if bit_depth == 8:
         return min_max_to_uint8(values), native
-    return _min_max_to_uint16(values), native
+    return min_max_to_unsigned(values, np.uint16), native
 
 
 def output_size(native: Tuple[int, int], max_size: int) -> Tuple[int, int]:
@@ -104,12 +102,3 @@ def output_size(native: Tuple[int, int], max_size: int) -> Tuple[int, int]:
         return height, width
     scale = max_size / longest
     return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def _min_max_to_uint16(values: np.ndarray) -> np.ndarray:
-    """``floor((v - min) * 65535 / (max - min) + 0.5)``; a constant image maps to 0."""
-    values = np.asarray(values, dtype=np.float64)
-    low, high = values.min(), values.max()
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint16)
-    return np.floor((values - low) * (65535.0 / (high - low)) + 0.5).astype(np.uint16)
