@@ -36,6 +36,34 @@ def _add_framework_config(cfg: CN) -> None:
 
     # Dataset mapper class, by its name in vertspine.data.MAPPER_REGISTRY.
     cfg.INPUT.DATASET_MAPPER = "VertspineDatasetMapper"
+    # Train/test loader builder, by its name in vertspine.data.LOADER_REGISTRY: "DetectionLoader"
+    # (detectron2's, one sample per record) or "PatchLoader" (PATCHES_PER_VOLUME per volume).
+    cfg.DATALOADER.BUILDER = "DetectionLoader"
+
+    # Volumes (INPUT.DATASET_MAPPER "VolumeMapper"): preprocessing and random patches.
+    cfg.INPUT.VOLUME = CN()
+    # Patch size in voxels, one entry per array axis after reorientation (volumes are padded to it).
+    cfg.INPUT.VOLUME.ROI_SIZE = (96, 96, 96)
+    # Patches drawn from a volume each time the training stream visits it.
+    cfg.INPUT.VOLUME.PATCHES_PER_VOLUME = 4
+    # Relative weights (positive, negative) of patch centres on label > 0 and on background.
+    cfg.INPUT.VOLUME.POS_NEG_RATIO = (1.0, 1.0)
+    # Axis codes the arrays are reoriented to (MONAI Orientationd), e.g. "RAS"; "" keeps the file's.
+    cfg.INPUT.VOLUME.ORIENTATION = "RAS"
+    # Voxel spacing in mm to resample to (MONAI Spacingd), one per axis; () keeps the file's.
+    cfg.INPUT.VOLUME.TARGET_SPACING = ()
+    cfg.INPUT.VOLUME.INTENSITY = CN()
+    # "window" (ScaleIntensityRanged on WINDOW), "percentiles" (ScaleIntensityRangePercentilesd
+    # on PERCENTILES, per volume) or "none" (values as read).
+    cfg.INPUT.VOLUME.INTENSITY.MODE = "window"
+    # Input values (a_min, a_max) mapped to OUTPUT_RANGE, e.g. Hounsfield units for CT.
+    cfg.INPUT.VOLUME.INTENSITY.WINDOW = (-1000.0, 1000.0)
+    # Lower and upper percentiles (0..100) of each volume mapped to OUTPUT_RANGE.
+    cfg.INPUT.VOLUME.INTENSITY.PERCENTILES = (0.5, 99.5)
+    # Output values (b_min, b_max) of the intensity scaling.
+    cfg.INPUT.VOLUME.INTENSITY.OUTPUT_RANGE = (0.0, 1.0)
+    # Clip the scaled values to OUTPUT_RANGE.
+    cfg.INPUT.VOLUME.INTENSITY.CLIP = True
 
     # Optimizer: "SGD" (momentum SOLVER.MOMENTUM) or "ADAMW" (betas SOLVER.BETAS).
     cfg.SOLVER.OPTIMIZER = "SGD"

@@ -15,6 +15,7 @@ from detectron2.structures import BoxMode
 
 from .image_io import read_image
 from .transforms.autoaugment import build_autoaugment
+from .transforms.resize_flip import build_test_resize
 
 __all__ = ["VertspineDatasetMapper"]
 
@@ -39,6 +40,12 @@ class VertspineDatasetMapper(DatasetMapper):
         if is_train and autoaugment is not None and autoaugment.ENABLED:
             ret["augmentations"] = list(ret["augmentations"]) + [build_autoaugment(cfg)]
         return ret
+
+    @classmethod
+    def evaluation_with_ground_truth(cls, cfg) -> "VertspineDatasetMapper":
+        """The test-size resize only (no flip, no AutoAugment), with ``instances`` built from
+        the annotations as in training: the mapping of validation losses."""
+        return cls(cfg, is_train=True, augmentations=[build_test_resize(cfg)])
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """Map one detectron2 standard record to the model's input.

@@ -2,10 +2,11 @@
 
 Registered in :data:`MAPPER_REGISTRY` as ``INPUT.DATASET_MAPPER "ImageLabelDatasetMapper"``.
 Reading: :func:`vertspine.data.read_image` (PNG/JPEG 8/16-bit, DICOM) in ``INPUT.FORMAT``.
-Augmentation: ``ResizeShortestEdge(INPUT.MIN_SIZE_*, INPUT.MAX_SIZE_*)`` (aspect ratio kept);
-in training only a horizontal flip when ``INPUT.RANDOM_FLIP`` is "horizontal" (vertical with
-"vertical"); then, when ``INPUT.SQUARE_SIZE`` > 0, :class:`FixedSquare` (deterministic). Test-time
-mapping has no randomness: a single ``MIN_SIZE_TEST`` resize and the square.
+Augmentation: detectron2's default resize/flip (:func:`build_resize_flip`):
+``ResizeShortestEdge(INPUT.MIN_SIZE_*, INPUT.MAX_SIZE_*)`` (aspect ratio kept); in training only
+a horizontal flip when ``INPUT.RANDOM_FLIP`` is "horizontal" (vertical with "vertical"); then,
+when ``INPUT.SQUARE_SIZE`` > 0, :class:`FixedSquare` (deterministic). Test-time mapping has no
+randomness: a single ``MIN_SIZE_TEST`` resize and the square.
 
 The label of a record is its ``label`` if present, else its ``abnormal`` field (VinDr-SpineXR
 converter), else 1 when it has any annotation and 0 when it has none (a detection dataset read
@@ -22,6 +23,7 @@ from detectron2.data import transforms as T
 
 from .image_io import read_image
 from .mapper_registry import MAPPER_REGISTRY
+from .transforms.resize_flip import build_resize_flip, build_test_resize
 
 __all__ = ["FixedSquare", "ImageLabelDatasetMapper", "record_label"]
 
@@ -98,23 +100,19 @@ class ImageLabelDatasetMapper:
     @classmethod
     def from_config(cls, cfg, is_train: bool = True, augmentations: Optional[List] = None):
         if augmentations is None:
-            if is_train:
-                augmentations = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN,
-                                                      cfg.INPUT.MAX_SIZE_TRAIN,
-                                                      cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)]
-                if cfg.INPUT.RANDOM_FLIP != "none":
-                    augmentations.append(T.RandomFlip(
-                        horizontal=cfg.INPUT.RANDOM_FLIP == "horizontal",
-                        vertical=cfg.INPUT.RANDOM_FLIP == "vertical"))
-            else:
-                augmentations = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST,
-                                                      cfg.INPUT.MAX_SIZE_TEST, "choice")]
+            augmentations = build_resize_flip(cfg, is_train)
         square = None
         if cfg.INPUT.SQUARE_SIZE > 0:
             square = FixedSquare(cfg.INPUT.SQUARE_SIZE, cfg.INPUT.SQUARE_MODE,
                                  cfg.INPUT.SQUARE_PAD_VALUE)
         return {"is_train": is_train, "augmentations": augmentations,
                 "image_format": cfg.INPUT.FORMAT, "square": square}
+
+    @classmethod
+    def evaluation_with_ground_truth(cls, cfg) -> "ImageLabelDatasetMapper":
+        """The test-size resize and the square, for validation losses (the label is always
+        kept)."""
+        return cls(cfg, is_train=True, augmentations=[build_test_resize(cfg)])
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """

@@ -177,7 +177,7 @@ def register_image_mask_folders(
         "image_root": image_dir,
         "sem_seg_root": mask_dir,
         "stuff_classes": ["background", *class_names],
-        # foreground classes: what check_num_classes compares MODEL.LVMMED.UNET.NUM_CLASSES with
+        # foreground classes: what check_num_classes compares MODEL.SEGMENTOR.NUM_CLASSES with
         "thing_classes": list(class_names),
         "mask_values": mask_values,
         "ignore_label": IGNORE_LABEL,

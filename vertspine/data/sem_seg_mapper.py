@@ -1,12 +1,15 @@
 """Dataset mapper for semantic segmentation records: ``INPUT.DATASET_MAPPER "SemSegDatasetMapper"``.
 
-Preprocessing is deterministic and the same in training and evaluation: the image is read with
-:func:`vertspine.data.read_image` (``INPUT.FORMAT``) and resized keeping its aspect ratio so its
-short side is ``INPUT.MIN_SIZE_TEST`` (long side at most ``INPUT.MAX_SIZE_TEST``; bilinear for
-the image, nearest for the mask). Pixel normalisation (e.g. ImageNet mean/std on 0-255 RGB) is
-the model's (``MODEL.PIXEL_MEAN``/``PIXEL_STD``). The only random step is the optional training
-flip ``INPUT.RANDOM_FLIP``; evaluation has none. Metrics are computed at the original mask
-resolution (the model resizes its output back to ``height`` x ``width``).
+Preprocessing of the image is deterministic and the same in training and evaluation: it is read
+with :func:`vertspine.data.read_image` (``INPUT.FORMAT``) and resized keeping its aspect ratio so
+its short side is ``INPUT.MIN_SIZE_TEST`` (long side at most ``INPUT.MAX_SIZE_TEST``; bilinear,
+:func:`build_test_resize`). Pixel normalisation (e.g. ImageNet mean/std on 0-255 RGB) is the
+model's (``MODEL.PIXEL_MEAN``/``PIXEL_STD``). The only random step is the optional training flip
+``INPUT.RANDOM_FLIP`` (:func:`build_flip`); evaluation has none.
+
+Ground truth: in training ``sem_seg`` is resized with the image (nearest), the frame of the
+model's logits; at test time it stays at the original mask resolution (``height`` x ``width``),
+the frame the model returns its prediction in, so evaluators take it from the inputs.
 """
 import copy
 from typing import Any, Dict, List, Optional
@@ -19,25 +22,27 @@ from detectron2.data import transforms as T
 from .image_io import read_image
 from .image_mask_folders import read_label_mask
 from .mapper_registry import MAPPER_REGISTRY
+from .transforms.resize_flip import build_flip, build_test_resize
 
 __all__ = ["SemSegDatasetMapper"]
 
 
 @MAPPER_REGISTRY.register()
 class SemSegDatasetMapper:
-    """Image + label mask -> ``image`` [C, H', W'] and ``sem_seg`` [H', W'] (training and test).
+    """Image + label mask -> ``image`` [C, H', W'] and ``sem_seg`` (training and test).
 
     Records need ``file_name``, ``sem_seg_file_name`` and ``sem_seg_encoding`` (as written by
-    :func:`register_image_mask_folders`). In test mode ``sem_seg_file_name`` and
-    ``sem_seg_encoding`` stay in the output so evaluators read the full-resolution mask.
+    :func:`register_image_mask_folders`); both stay in the output.
     """
 
     @configurable
     def __init__(self, is_train: bool = True, *, augmentations: List, image_format: str):
         """
         Args:
-            is_train: training (labels resized with the image) or test mapping.
-            augmentations: detectron2 augmentations applied to image and mask.
+            is_train: training (labels resized with the image) or test mapping (labels at the
+                original resolution).
+            augmentations: detectron2 augmentations applied to the image (and, in training, the
+                mask).
             image_format: ``INPUT.FORMAT`` ("RGB", "BGR" or "L").
         """
         self.is_train = is_train
@@ -47,21 +52,24 @@ class SemSegDatasetMapper:
     @classmethod
     def from_config(cls, cfg, is_train: bool = True, augmentations: Optional[List] = None):
         if augmentations is None:
-            augmentations = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)]
-            if is_train and cfg.INPUT.RANDOM_FLIP != "none":
-                augmentations.append(T.RandomFlip(
-                    horizontal=cfg.INPUT.RANDOM_FLIP == "horizontal",
-                    vertical=cfg.INPUT.RANDOM_FLIP == "vertical"))
+            augmentations = [build_test_resize(cfg)] + (build_flip(cfg) if is_train else [])
         return {"is_train": is_train, "augmentations": augmentations,
                 "image_format": cfg.INPUT.FORMAT}
+
+    @classmethod
+    def evaluation_with_ground_truth(cls, cfg) -> "SemSegDatasetMapper":
+        """The test-time resize without flip, ``sem_seg`` resized with the image as the
+        training losses take it: the mapping of validation losses."""
+        return cls(cfg, is_train=True, augmentations=[build_test_resize(cfg)])
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """
         Args:
             dataset_dict: a semantic segmentation record (not modified).
         Returns:
-            a copy with ``image`` (uint8-valued tensor [C, H', W']), ``sem_seg`` (int64 [H', W'],
-            0..K, 255 ignored) and the original ``height``/``width``.
+            a copy with ``image`` (uint8-valued tensor [C, H', W']), ``sem_seg`` (int64, 0..K,
+            255 ignored; [H', W'] in training, [height, width] at test time) and the original
+            ``height``/``width``.
         Raises:
             KeyError: the record has no mask; ValueError: mask and image sizes differ.
         """
@@ -80,8 +88,9 @@ class SemSegDatasetMapper:
                              f"'{record['file_name']}' is {image.shape[:2]}; they must match.")
         record.setdefault("height", image.shape[0])
         record.setdefault("width", image.shape[1])
-        aug_input = T.AugInput(image, sem_seg=labels)
+        aug_input = T.AugInput(image, sem_seg=labels if self.is_train else None)
         self.augmentations(aug_input)
         record["image"] = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
-        record["sem_seg"] = torch.as_tensor(aug_input.sem_seg.astype(np.int64))
+        sem_seg = aug_input.sem_seg if self.is_train else labels
+        record["sem_seg"] = torch.as_tensor(sem_seg.astype(np.int64))
         return record

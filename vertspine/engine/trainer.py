@@ -5,7 +5,8 @@ What differs from DefaultTrainer, and why:
 - Checkpoints written atomically (:class:`AtomicDetectionCheckpointer`).
 - SGD or AdamW, with full-model gradient-norm clipping available (:mod:`.optimizer`).
 - The dataset mapper chosen by ``INPUT.DATASET_MAPPER`` (default ``VertspineDatasetMapper``,
-  which reads DICOM and 16-bit PNG).
+  which reads DICOM and 16-bit PNG) and the loaders by ``DATALOADER.BUILDER`` (default
+  ``DetectionLoader``, detectron2's; ``PatchLoader`` draws random patches from volumes).
 - The evaluator chosen from the dataset's ``evaluator_type`` (:mod:`vertspine.evaluation`);
   results written to ``OUTPUT_DIR/inference/evaluation_results.json``.
 - Optional hooks: validation loss (``TEST.VAL_LOSS_PERIOD``), best checkpoint
@@ -18,13 +19,16 @@ import logging
 import os
 import weakref
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.data import transforms as T
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vertspine.data import build_dataset_mapper, check_num_classes
+from vertspine.data import (
+    build_dataset_mapper,
+    build_test_loader,
+    build_train_loader,
+    check_num_classes,
+)
 from vertspine.evaluation import build_evaluator
 from vertspine.utils.file_io import atomic_write
 
@@ -69,23 +73,22 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        loader = build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+        loader = build_train_loader(cfg, build_dataset_mapper(cfg, is_train=True))
         check_num_classes(cfg, cfg.DATASETS.TRAIN)
         return loader
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        mapper = build_dataset_mapper(cfg, is_train=False)
-        loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+        loader = build_test_loader(cfg, dataset_name, build_dataset_mapper(cfg, is_train=False))
         check_num_classes(cfg, [dataset_name])
         return loader
 
     @classmethod
     def build_validation_loss_loader(cls, cfg, dataset_name):
-        """Ground truth kept, only the test-time resize: the same batches at every measurement."""
-        resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-        mapper = build_dataset_mapper(cfg, is_train=True, augmentations=[resize])
-        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+        """The mapper's own test-time transform with the ground truth kept: the same batches at
+        every measurement."""
+        mapper = build_dataset_mapper(cfg, is_train=False, with_ground_truth=True)
+        return build_test_loader(cfg, dataset_name, mapper)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -1,7 +1,8 @@
-"""detectron2 augmentations and transforms of vertspine: AutoAugment for detection.
+"""detectron2 augmentations and transforms of vertspine: resize/flip from ``INPUT.*``, AutoAugment.
 
-:mod:`.autoaugment` (policies, :class:`AutoAugmentDetection`), :mod:`.autoaugment_ops` (the
-operations as ``Transform`` classes that move boxes), :mod:`.config` (``INPUT.AUTOAUGMENT``).
+:mod:`.resize_flip` (the one builder of resize and flip from ``INPUT.*``), :mod:`.autoaugment`
+(policies, :class:`AutoAugmentDetection`), :mod:`.autoaugment_ops` (the operations as
+``Transform`` classes that move boxes), :mod:`.config` (``INPUT.AUTOAUGMENT``).
 """
 from .autoaugment import AUTOAUGMENT_OPS, POLICIES, AutoAugmentDetection, build_autoaugment
 from .autoaugment_ops import (
@@ -20,6 +21,7 @@ from .autoaugment_ops import (
     translation_matrix,
 )
 from .config import add_autoaugment_config
+from .resize_flip import build_flip, build_resize_flip, build_test_resize
 
 __all__ = [
     "AUTOAUGMENT_OPS",
@@ -37,6 +39,9 @@ __all__ = [
     "SolarizeTransform",
     "add_autoaugment_config",
     "build_autoaugment",
+    "build_flip",
+    "build_resize_flip",
+    "build_test_resize",
     "rotation_matrix",
     "shear_matrix",
     "translation_matrix",

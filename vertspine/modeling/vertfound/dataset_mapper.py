@@ -17,6 +17,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, Boxes, Instances
 
 from vertspine.data import MAPPER_REGISTRY, read_image
+from vertspine.data.transforms import build_resize_flip, build_test_resize
 
 __all__ = ["CollimationTransform", "RandomCollimation", "VertFoundDatasetMapper",
            "build_vertfound_augmentations"]
@@ -65,13 +66,12 @@ class RandomCollimation(T.Augmentation):
 def build_vertfound_augmentations(cfg, is_train: bool) -> List[T.Augmentation]:
     """Resize (INPUT.MIN_SIZE_*; a size of 0 leaves the image as it is: the model resizes for SAM
     and CLIP itself), and in training a random crop, zoom and collimation (MODEL.VERTFOUND.AUG),
-    RandomFlip (INPUT.RANDOM_FLIP) and brightness/contrast (MODEL.VERTFOUND.AUG)."""
+    RandomFlip (INPUT.RANDOM_FLIP, horizontal: vertical is refused by the mapper) and
+    brightness/contrast (MODEL.VERTFOUND.AUG). Resize and flip come from
+    :mod:`vertspine.data.transforms.resize_flip`."""
     if not is_train:
-        return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)]
-    augs = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN,
-                                 cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)]
-    if cfg.INPUT.RANDOM_FLIP != "none":
-        augs.append(T.RandomFlip(horizontal=True, vertical=False))
+        return [build_test_resize(cfg)]
+    augs = build_resize_flip(cfg, is_train=True)
     aug = cfg.MODEL.VERTFOUND.AUG
     if tuple(aug.BRIGHTNESS) != (1.0, 1.0):
         augs.append(T.RandomBrightness(*aug.BRIGHTNESS))
@@ -141,6 +141,12 @@ class VertFoundDatasetMapper:
         return {"is_train": is_train, "augmentations": augmentations,
                 "image_format": cfg.INPUT.FORMAT,
                 "min_visible": cfg.MODEL.VERTFOUND.AUG.MIN_VISIBLE if is_train else 0.0}
+
+    @classmethod
+    def evaluation_with_ground_truth(cls, cfg) -> "VertFoundDatasetMapper":
+        """The test-time resize, boxes kept as in training (``AUG.MIN_VISIBLE`` applies): the
+        mapping of validation losses."""
+        return cls(cfg, is_train=True, augmentations=build_vertfound_augmentations(cfg, False))
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """
