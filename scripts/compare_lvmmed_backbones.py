@@ -118,8 +118,9 @@ def make_demo_checkpoints(folder: str, backbones: List[str], vit_config: str,
 
 def _find_report(model: torch.nn.Module):
     for module in model.modules():
-        if hasattr(module, "lvmmed_report"):
-            return module.lvmmed_report
+        for name in ("lvmmed_report", "encoder_report"):  # LVM-Med backbones; the smp U-Net
+            if getattr(module, name, None) is not None:
+                return getattr(module, name)
     return None
 
 
@@ -225,8 +226,12 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
                 config = getattr(args, f"{backbone}_{task}_config")
                 datasets = (args.segmentation_datasets if task == "segmentation"
                             else args.classification_datasets)
+                # the U-Net (segmentation family's Segmentor) has its own encoder-weights key
+                weights_key = ("MODEL.SEGMENTOR.SMP_UNET.ENCODER_WEIGHTS"
+                               if _base_cfg(config, []).MODEL.META_ARCHITECTURE == "Segmentor"
+                               else "MODEL.LVMMED.ENCODER_WEIGHTS")
                 opts = [*args.opts, *(args.resnet_opts if backbone == "resnet" else args.vit_opts),
-                        "MODEL.DEVICE", args.device, "MODEL.LVMMED.ENCODER_WEIGHTS", path,
+                        "MODEL.DEVICE", args.device, weights_key, path,
                         "MODEL.LVMMED.WEIGHTS_LAYOUT", layout, "TEST.EVAL_PERIOD", "0",
                         "TEST.BEST_CHECKPOINT_METRIC", "", "DATALOADER.NUM_WORKERS", "0"]
                 if args.iters:

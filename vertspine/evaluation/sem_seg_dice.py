@@ -1,7 +1,10 @@
-"""Per-image Dice and IoU of semantic segmentation: ``evaluator_type "sem_seg_dice"``.
+"""Per-image Dice and IoU of 2D and 3D semantic segmentation: ``evaluator_type "sem_seg_dice"``.
 
-For each image and each foreground class c (1..K), after argmax of the prediction and at the
-ground-truth mask's own resolution, with ignored pixels (label 255) left out::
+For each image (or volume) and each foreground class c (1..K), after argmax of the prediction
+and in the frame of the ground truth the mapper gives (``inputs[i]["sem_seg"]``: the mask at its
+original resolution for :class:`~vertspine.data.SemSegDatasetMapper`, the whole preprocessed
+volume for :class:`~vertspine.data.VolumeMapper`), with ignored elements (the dataset's
+``ignore_label``, 255 by default) left out::
 
     Dice_c = 2 |P_c & G_c| / (|P_c| + |G_c|),   IoU_c = |P_c & G_c| / |P_c | G_c|
 
@@ -9,38 +12,40 @@ Empty-vs-empty convention: when neither prediction nor ground truth has class c,
 = 1.0 (LVM-Med's convention, MONAI's ``ignore_empty=False``); an empty ground truth with a
 non-empty prediction scores 0. Scores are averaged over images per class, then over classes, and
 reported in percent: ``{"sem_seg": {"Dice", "IoU", "Dice-<class>", "IoU-<class>"}}``. The
-per-image scores are written to ``<output_dir>/sem_seg_dice_per_image.csv``.
+per-image scores are written to ``<output_dir>/sem_seg_dice_per_image.csv``. Nothing is read
+from disk: the ground truth is what the dataset mapper put in the inputs.
 """
 import csv
 import io
-import itertools
 import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 
-from vertspine.data.image_mask_folders import IGNORE_LABEL, read_label_mask
+from vertspine.data.image_mask_folders import IGNORE_LABEL
 from vertspine.utils.file_io import atomic_write
 
 from .build import register_evaluator
+from .gather import gather_on_main
 
 __all__ = ["SemSegDiceEvaluator", "dice_iou_per_class"]
 
 
 def dice_iou_per_class(pred: np.ndarray, gt: np.ndarray, num_classes: int,
                        ignore_label: int = IGNORE_LABEL) -> Tuple[np.ndarray, np.ndarray]:
-    """Dice and IoU of every foreground class of one image.
+    """Dice and IoU of every foreground class of one image or volume.
 
     Args:
-        pred: [H, W] predicted labels 0..num_classes.
-        gt: [H, W] ground-truth labels 0..num_classes, ``ignore_label`` where unlabeled.
+        pred: [*spatial] predicted labels 0..num_classes (2D [H, W] or 3D [X, Y, Z]).
+        gt: [*spatial] ground-truth labels 0..num_classes, ``ignore_label`` where unlabeled.
         num_classes: K foreground classes (labels 1..K).
-        ignore_label: ground-truth label of pixels left out.
+        ignore_label: ground-truth label of elements left out.
     Returns:
         (dice [K], iou [K]) in [0, 1]; 1.0 for a class absent from both.
+    Raises:
+        ValueError: ``pred`` and ``gt`` differ in shape.
     """
     if pred.shape != gt.shape:
         raise ValueError(f"Prediction {pred.shape} and ground truth {gt.shape} differ in size.")
@@ -62,7 +67,8 @@ class SemSegDiceEvaluator(DatasetEvaluator):
                  output_dir: Optional[str] = None):
         """
         Args:
-            dataset_name: a dataset whose metadata has ``stuff_classes`` (background first).
+            dataset_name: a dataset whose metadata has ``stuff_classes`` (background first) and
+                optionally ``ignore_label`` (default 255).
             distributed: gather the per-image scores of every process.
             output_dir: where the per-image CSV is written (None = not written).
         """
@@ -71,6 +77,7 @@ class SemSegDiceEvaluator(DatasetEvaluator):
             raise ValueError(f"Dataset '{dataset_name}' needs 'stuff_classes' metadata (background "
                              "then the foreground classes) for the sem_seg_dice evaluator.")
         self.class_names = list(classes[1:])
+        self.ignore_label = MetadataCatalog.get(dataset_name).get("ignore_label", IGNORE_LABEL)
         self.distributed = distributed
         self.output_dir = output_dir
         self._rows: List[Dict] = []
@@ -81,27 +88,32 @@ class SemSegDiceEvaluator(DatasetEvaluator):
     def process(self, inputs: List[Dict], outputs: List[Dict]) -> None:
         """
         Args:
-            inputs: mapper outputs with ``sem_seg_file_name`` and ``sem_seg_encoding``.
-            outputs: model outputs with ``sem_seg`` [K + 1, H, W] scores at the mask's resolution.
+            inputs: mapper outputs with ``sem_seg`` [*spatial] int64 ground truth and
+                ``file_name``.
+            outputs: model outputs with ``sem_seg`` [K + 1, *spatial] scores in the frame of
+                the inputs' ``sem_seg``.
+        Raises:
+            KeyError: an input without ``sem_seg``; ValueError: prediction and ground truth
+                differ in shape.
         """
         for record, output in zip(inputs, outputs):
-            if "sem_seg_file_name" not in record:
-                raise KeyError(f"Input '{record.get('file_name')}' has no 'sem_seg_file_name'; "
-                               "use INPUT.DATASET_MAPPER SemSegDatasetMapper.")
-            encoding = record["sem_seg_encoding"]
-            gt = read_label_mask(record["sem_seg_file_name"], encoding["mask_values"],
-                                 encoding["ignore_value"])
+            if "sem_seg" not in record:
+                raise KeyError(f"Input '{record.get('file_name')}' has no 'sem_seg' ground truth; "
+                               "use a mapper that keeps it at test time (INPUT.DATASET_MAPPER "
+                               "SemSegDatasetMapper or VolumeMapper) and a dataset with labels.")
+            gt = record["sem_seg"].cpu().numpy()
             pred = output["sem_seg"].argmax(dim=0).cpu().numpy()
-            dice, iou = dice_iou_per_class(pred, gt, len(self.class_names))
+            try:
+                dice, iou = dice_iou_per_class(pred, gt, len(self.class_names), self.ignore_label)
+            except ValueError as error:
+                raise ValueError(f"'{record.get('file_name')}': {error} The model must return "
+                                 "'sem_seg' in the frame of the input's 'sem_seg'.") from error
             self._rows.append({"file_name": record["file_name"], "dice": dice, "iou": iou})
 
     def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
-        rows = self._rows
-        if self.distributed:
-            comm.synchronize()
-            rows = list(itertools.chain(*comm.gather(rows, dst=0)))
-            if not comm.is_main_process():
-                return None
+        rows = gather_on_main(self._rows, self.distributed)
+        if rows is None:
+            return None
         if not rows:
             return {"sem_seg": {}}
         dice = np.stack([r["dice"] for r in rows]).mean(axis=0) * 100.0

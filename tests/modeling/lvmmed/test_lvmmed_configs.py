@@ -96,7 +96,9 @@ def _train(name, opts, output_dir):
                          ids=os.path.basename)
 def test_every_config_merges(path):
     cfg = _cfg(os.path.basename(path), [])
-    assert cfg.MODEL.LVMMED.ENCODER_WEIGHTS.startswith("weights/lvmmed/")
+    weights = (cfg.MODEL.SEGMENTOR.SMP_UNET.ENCODER_WEIGHTS  # the U-Net: the segmentation family
+               if cfg.MODEL.META_ARCHITECTURE == "Segmentor" else cfg.MODEL.LVMMED.ENCODER_WEIGHTS)
+    assert weights.startswith("weights/lvmmed/")
     assert cfg.MODEL.PIXEL_MEAN == [123.675, 116.28, 103.53] and cfg.INPUT.FORMAT == "RGB"
     if not os.path.basename(path).startswith("Base-"):  # phantom leaves run on a CPU
         assert cfg.MODEL.DEVICE == "cpu"
@@ -148,8 +150,9 @@ def test_linear_probe_two_iterations(resnet50_file, tiny_views, tmp_path):
 def test_unet_two_iterations(resnet50_file, tiny_views, tmp_path):
     trainer, results = _train("unet_lvmmed_R_50_phantom_spine_seg.yaml", [
         *tiny_views["segmentation"],
-        "MODEL.LVMMED.ENCODER_WEIGHTS", resnet50_file, "INPUT.MIN_SIZE_TEST", "64"], tmp_path)
-    report = trainer.model.unet.lvmmed_report
+        "MODEL.SEGMENTOR.SMP_UNET.ENCODER_WEIGHTS", resnet50_file, "INPUT.MIN_SIZE_TEST", "64"],
+        tmp_path)
+    report = trainer.model.unet.encoder_report
     assert report.complete and len(report.loaded) == 318  # 265 tensors + 53 BN counters
     sem_seg = results["sem_seg"]
     assert set(sem_seg) == {"Dice", "IoU", "Dice-vertebra", "IoU-vertebra"}

@@ -8,21 +8,19 @@ time (``MODEL.LVMMED.ENCODER_WEIGHTS``, key layout ``MODEL.LVMMED.WEIGHTS_LAYOUT
 - ``build_lvmmed_vit_backbone`` / ``build_lvmmed_vit_pyramid_backbone``: segment_anything's
   ``ImageEncoderViT`` (built by :mod:`vertspine.layers.sam`) from the SAM-encoder-layout ViT-B
   (``lvmmed_vit.pth``, or a full SAM checkpoint), single-scale or under a ViTDet simple feature
-  pyramid (p2..p6);
+  pyramid (p2..p6).
 
-and the ``UNetSegmentor`` meta-architecture (smp U-Net, LVM-Med ResNet encoder, CE + soft Dice).
-Configure with :func:`add_lvmmed_config` (``MODEL.LVMMED``).
+Configure with :func:`add_lvmmed_config` (``MODEL.LVMMED``). LVM-Med's U-Net is the segmentation
+family's ``Segmentor`` with the ``smp_unet`` network (``configs/lvmmed/*unet*``).
 """
 from .checkpoint import EncoderCheckpointReport, load_encoder_checkpoint, torchvision_to_d2
 from .config import WEIGHTS_LAYOUTS, add_lvmmed_config
-from .loss import dice_ce_loss
 from .pyramid import SimpleFeaturePyramid, build_lvmmed_vit_pyramid_backbone
 from .resnet_backbone import (
     build_lvmmed_resnet_backbone,
     build_lvmmed_resnet_fpn_backbone,
     load_lvmmed_resnet,
 )
-from .segmentor import UNetSegmentor, build_smp_unet
 from .vit_backbone import LVMMedViT, build_lvmmed_vit_backbone, load_lvmmed_vit
 
 __all__ = [
@@ -30,14 +28,11 @@ __all__ = [
     "EncoderCheckpointReport",
     "LVMMedViT",
     "SimpleFeaturePyramid",
-    "UNetSegmentor",
     "add_lvmmed_config",
     "build_lvmmed_resnet_backbone",
     "build_lvmmed_resnet_fpn_backbone",
     "build_lvmmed_vit_backbone",
     "build_lvmmed_vit_pyramid_backbone",
-    "build_smp_unet",
-    "dice_ce_loss",
     "load_encoder_checkpoint",
     "load_lvmmed_resnet",
     "load_lvmmed_vit",

@@ -5,9 +5,8 @@ Three key layouts (``MODEL.LVMMED.WEIGHTS_LAYOUT``):
 - ``torchvision_resnet50``: torchvision ResNet names (``conv1``, ``bn1``,
   ``layerN.i.{convK,bnK,downsample.0/1}``, ``fc``), the layout of ``lvmmed_resnet.torch`` and of
   torchvision's ImageNet files. Converted to detectron2's ResNet names (:func:`torchvision_to_d2`)
-  for the detectron2 backbones, or loaded as is into smp's ResNet encoder
-  (``target="torchvision"``).
-  ``fc.*`` is dropped.
+  for the detectron2 backbones; ``fc.*`` is dropped. (The generic U-Net,
+  :mod:`vertspine.modeling.segmentation`, loads this layout into smp's encoder under its own names.)
 - ``sam_vit_b``: SAM image-encoder names (``patch_embed.proj``, ``blocks.i.*``, ``neck.0-3``), the
   layout of ``lvmmed_vit.pth``. A full SAM checkpoint is accepted: its ``image_encoder.*`` keys
   are taken (prefix removed) and the prompt encoder / mask decoder keys dropped
@@ -90,7 +89,7 @@ def torchvision_to_d2(key: str) -> str:
     return f"res{stage}.{block}.{rest}"
 
 
-def _convert(state: Mapping[str, Tensor], layout: str, target: str,
+def _convert(state: Mapping[str, Tensor], layout: str,
              model_keys: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor], Dict[str, str]]:
     """The checkpoint renamed to the target module's names, and the keys dropped (by their
     checkpoint names)."""
@@ -100,9 +99,7 @@ def _convert(state: Mapping[str, Tensor], layout: str, target: str,
         for key in [k for k in state if k.startswith("fc.")]:
             dropped[key] = "torchvision classification head, not part of the encoder"
             del state[key]
-        if target == "detectron2":
-            state = {torchvision_to_d2(key): value for key, value in state.items()}
-        return state, dropped
+        return {torchvision_to_d2(key): value for key, value in state.items()}, dropped
     if layout == "sam_vit_b":
         return sam_state_for(state, "image_encoder")
     for prefix in ("backbone.bottom_up.", "backbone."):  # layout == "detectron2"
@@ -136,19 +133,16 @@ def load_encoder_checkpoint(
     path_or_state_dict: StateDictSource,
     layout: str,
     *,
-    target: str = "detectron2",
     strict: bool = True,
 ) -> EncoderCheckpointReport:
     """Convert an encoder checkpoint to ``module``'s names and load it.
 
     Args:
-        module: the encoder to fill: a detectron2 ``ResNet`` (``target="detectron2"``), a
-            torchvision-named ResNet such as smp's encoder (``target="torchvision"``), or
-            segment_anything's ``ImageEncoderViT`` (its names are the SAM layout).
+        module: the encoder to fill: a detectron2 ``ResNet``, or segment_anything's
+            ``ImageEncoderViT`` (its names are the SAM layout).
         path_or_state_dict: a file (read by :func:`~vertspine.utils.state_dict.read_state_dict`)
             or a state dict.
         layout: one of ``WEIGHTS_LAYOUTS``.
-        target: names of ``module`` for the ResNet layout: "detectron2" or "torchvision".
         strict: raise when any key is missing, unexpected or of another shape.
     Returns:
         The report, also logged (as a warning when incomplete).
@@ -161,9 +155,9 @@ def load_encoder_checkpoint(
               else "<state dict>")
     expected = module.state_dict()
     raw = read_state_dict(path_or_state_dict, missing_hint=_MISSING_HINT)
-    state, dropped = _convert(raw, layout, target, expected)
+    state, dropped = _convert(raw, layout, expected)
     report = EncoderCheckpointReport(source=source, layout=layout, dropped=dropped)
-    renaming = layout == "torchvision_resnet50" and target == "detectron2"
+    renaming = layout == "torchvision_resnet50"
     renamed = {torchvision_to_d2(k): k for k in raw} if renaming else {}
 
     def named(key: str) -> str:  # the model's name, with the checkpoint's when they differ

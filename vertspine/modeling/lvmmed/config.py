@@ -1,4 +1,4 @@
-"""The ``MODEL.LVMMED`` keys: LVM-Med encoders as detectron2 backbones, and the U-Net segmentor.
+"""The ``MODEL.LVMMED`` keys: LVM-Med encoders as detectron2 backbones.
 
 LVM-Med (Nguyen et al., NeurIPS 2023) ships a ResNet-50 in torchvision's key layout and a ViT-B
 in the layout of SAM's image encoder without ``pos_embed``. The backbones registered by this
@@ -6,16 +6,13 @@ family build the detectron2 module and load such a file at build time from ``ENC
 so ``MODEL.WEIGHTS`` stays free for full detectron2 checkpoints (loaded afterwards, on top).
 The ResNet backbones read the usual ``MODEL.RESNETS`` / ``MODEL.BACKBONE.FREEZE_AT`` /
 ``MODEL.FPN`` keys; the LVM-Med recipe is ``STRIDE_IN_1X1 False``, ``NORM "FrozenBN"``,
-``FREEZE_AT 2``.
+``FREEZE_AT 2``. LVM-Med's U-Net is configured under ``MODEL.SEGMENTOR`` (segmentation family).
 """
 from detectron2.config import CfgNode as CN
 
 from vertspine.config import register_config
-from vertspine.data.class_count import register_num_classes_key
 
 __all__ = ["add_lvmmed_config", "WEIGHTS_LAYOUTS"]
-
-register_num_classes_key("UNetSegmentor", "MODEL.LVMMED.UNET.NUM_CLASSES")  # foreground classes
 
 # Key layouts an encoder checkpoint may have (see vertspine.modeling.lvmmed.checkpoint).
 WEIGHTS_LAYOUTS = ("torchvision_resnet50", "sam_vit_b", "detectron2")
@@ -79,21 +76,4 @@ def add_lvmmed_config(cfg: CN) -> CN:
     # Add a stride-2x max-pooled extra level after the last one (p6 for RPN), as detectron2's FPN.
     node.PYRAMID.TOP_BLOCK = True
 
-    # U-Net segmentor (segmentation_models_pytorch Unet with a torchvision-layout ResNet encoder).
-    node.UNET = CN()
-    # smp encoder name ("resnet50" for LVM-Med; "resnet18"/"resnet34" for quick tests).
-    node.UNET.ENCODER_NAME = "resnet50"
-    # Foreground classes K; the network predicts K + 1 channels, channel 0 being background.
-    node.UNET.NUM_CLASSES = 1
-    # Decoder widths from the deepest to the finest stage (smp's default).
-    node.UNET.DECODER_CHANNELS = [256, 128, 64, 32, 16]
-    # Keep the encoder's parameters and BatchNorm statistics fixed (decoder-only training).
-    node.UNET.FREEZE_ENCODER = False
-    # Label value excluded from loss and metrics (also the padding of the targets).
-    node.UNET.IGNORE_VALUE = 255
-    # Loss = CE_WEIGHT * cross-entropy + DICE_WEIGHT * soft Dice (MONAI DiceCELoss semantics).
-    node.UNET.CE_WEIGHT = 1.0
-    node.UNET.DICE_WEIGHT = 1.0
-    # Include the background channel in the soft Dice (MONAI's default include_background=True).
-    node.UNET.DICE_INCLUDE_BACKGROUND = True
     return cfg

@@ -41,7 +41,7 @@ def load_lvmmed_resnet(resnet: ResNet, cfg: CfgNode) -> EncoderCheckpointReport:
     if not node.ENCODER_WEIGHTS:
         return EncoderCheckpointReport(source="(random init)", layout="none")
     return load_encoder_checkpoint(resnet, node.ENCODER_WEIGHTS, node.WEIGHTS_LAYOUT,
-                                   target="detectron2", strict=node.STRICT)
+                                   strict=node.STRICT)
 
 
 @BACKBONE_REGISTRY.register()
