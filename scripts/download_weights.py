@@ -27,7 +27,7 @@ from typing import Optional
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from vertspine.utils.file_io import atomic_write  # noqa: E402
+from vertspine.utils.file_io import atomic_write, file_sha256  # noqa: E402
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything"
@@ -71,15 +71,6 @@ def file_name(weight: Weight) -> str:
     return weight.url.rsplit("/", 1)[1]
 
 
-def sha256_of(path: str) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_sha256(path: str, expected: Optional[str]) -> bool:
     """True when ``path`` exists and its SHA-256 equals ``expected`` (case-insensitive).
 
@@ -88,7 +79,7 @@ def verify_sha256(path: str, expected: Optional[str]) -> bool:
     """
     if expected is None:
         raise ValueError(f"No known SHA-256 for {path}: it cannot be verified.")
-    return os.path.isfile(path) and sha256_of(path) == expected.lower()
+    return os.path.isfile(path) and file_sha256(path) == expected.lower()
 
 
 def download(weight: Weight, output: str) -> str:

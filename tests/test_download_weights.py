@@ -36,7 +36,7 @@ def test_verify_sha256_on_a_local_file(script, tmp_path):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"vertspine" * 1000)
     digest = hashlib.sha256(b"vertspine" * 1000).hexdigest()
-    assert script.sha256_of(str(path)) == digest
+    assert script.file_sha256(str(path)) == digest
     assert script.verify_sha256(str(path), digest)
     assert script.verify_sha256(str(path), digest.upper())
     assert not script.verify_sha256(str(path), "0" * 64)

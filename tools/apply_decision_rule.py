@@ -29,7 +29,7 @@ import sys
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registers datasets)
 from detectron2.data import MetadataCatalog
 from vertspine.data import dataset_split
-from vertspine.utils.file_io import atomic_write
+from vertspine.utils.file_io import write_json
 from vertspine.evaluation.classification import read_predictions
 from vertspine.evaluation.decision_rule import (
     DEFAULT_ABNORMAL_GRID,
@@ -51,11 +51,6 @@ def _ground_truth(args, parser):
     if not json_file:
         parser.error(f"dataset '{args.dataset}' has no json_file metadata; pass --gt-json.")
     return json_file
-
-
-def _write(path, content):
-    with atomic_write(path, "w") as f:
-        json.dump(content, f, indent=2)
 
 
 def main(argv=None):
@@ -88,7 +83,7 @@ def main(argv=None):
                          "validation split, then apply them here with --thresholds.")
         chosen = choose_thresholds(gt, detections, p_abnormal, args.abnormal_grid, args.keep_grid)
         chosen.update(dataset=args.dataset or gt_json, criterion="max AP50 on this (val) split")
-        _write(os.path.join(args.output, "decision_rule_thresholds.json"), chosen)
+        write_json(os.path.join(args.output, "decision_rule_thresholds.json"), chosen)
         t, k = chosen["abnormal_threshold"], chosen["keep_threshold"]
         source = "chosen on this split (validation)"
     elif args.thresholds:
@@ -106,8 +101,8 @@ def main(argv=None):
                "threshold_source": source, "without_rule": coco_box_ap(gt, detections),
                "with_rule": coco_box_ap(gt, gated), "num_detections": len(detections),
                "num_detections_kept": len(gated)}
-    _write(os.path.join(args.output, "coco_instances_results_gated.json"), gated)
-    _write(os.path.join(args.output, "decision_rule_results.json"), results)
+    write_json(os.path.join(args.output, "coco_instances_results_gated.json"), gated)
+    write_json(os.path.join(args.output, "decision_rule_results.json"), results)
     print(f"T={t} K={k} ({source}); kept {len(gated)}/{len(detections)} boxes")
     for label in ("without_rule", "with_rule"):
         print(f"{label}: AP {results[label]['AP']:.2f}  AP50 {results[label]['AP50']:.2f}")

@@ -17,14 +17,13 @@ dataset is itself a validation split, Youden's J on it (metrics then labelled
 (input of tools/apply_decision_rule.py) and OUTPUT/classification_metrics.json.
 """
 import argparse
-import json
 import logging
 import os
 import sys
 
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops)
 from vertspine.data import dataset_split
-from vertspine.utils.file_io import atomic_write
+from vertspine.utils.file_io import write_json
 from vertspine.evaluation.classification import (
     evaluate_predictions,
     read_predictions,
@@ -81,8 +80,7 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     write_predictions(args.output, predictions, f"ensemble of {dataset}",
                       first.get("class_names"))
-    with atomic_write(os.path.join(args.output, "classification_metrics.json"), "w") as f:
-        json.dump(info, f, indent=2)
+    write_json(os.path.join(args.output, "classification_metrics.json"), info)
     for name, value in results.items():
         print(f"{name}: {value:.4f}")
     return info

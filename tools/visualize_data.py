@@ -13,7 +13,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
 from vertspine.data import read_image
-from vertspine.utils.file_io import atomic_write
+from vertspine.utils.file_io import write_png
 
 
 def parse_args(argv=None):
@@ -32,18 +32,8 @@ def main(argv=None):
         image = read_image(record["file_name"], format="RGB")
         drawing = Visualizer(image, metadata=metadata).draw_dataset_dict(record)
         name = os.path.splitext(os.path.basename(record["file_name"]))[0] + ".png"
-        with atomic_write(os.path.join(args.output, name), "wb") as f:
-            f.write(_png_bytes(drawing.get_image()))
+        write_png(os.path.join(args.output, name), drawing.get_image()[:, :, ::-1])  # RGB -> BGR
     print(f"wrote {min(len(records), args.num or len(records))} drawings to {args.output}")
-
-
-def _png_bytes(rgb):
-    import cv2
-
-    ok, encoded = cv2.imencode(".png", rgb[:, :, ::-1])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return encoded.tobytes()
 
 
 if __name__ == "__main__":

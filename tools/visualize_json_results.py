@@ -23,14 +23,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import vertspine  # noqa: E402,F401  (first: detectron2 without compiled ops; registrations)
-import cv2  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 from detectron2.utils.colormap import colormap  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
 from vertspine.data import read_image, register_coco_dataset  # noqa: E402
-from vertspine.utils.file_io import atomic_write  # noqa: E402
+from vertspine.utils.file_io import write_png  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,11 +117,7 @@ def main(argv=None) -> int:
         truth = draw(image, metadata, gt_boxes, [a["category_id"] for a in annotations])
         drawing = np.concatenate([predicted, truth], axis=1)
         stem = os.path.splitext(os.path.basename(record["file_name"]))[0]
-        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(drawing[:, :, ::-1]))
-        if not ok:
-            raise RuntimeError(f"PNG encoding failed for {stem}")
-        with atomic_write(os.path.join(args.output, f"{stem}.png"), "wb") as f:
-            f.write(encoded.tobytes())
+        write_png(os.path.join(args.output, f"{stem}.png"), drawing[:, :, ::-1])  # RGB -> BGR
     print(f"wrote {len(records)} drawings (predictions | ground truth) to {args.output}")
     return len(records)
 

@@ -297,6 +297,8 @@ def test_name_registered_by_other_code(name):
 def test_unregister_unknown_name():
     with pytest.raises(KeyError, match="not_a_dataset_xyz"):
         unregister_dataset("not_a_dataset_xyz")
+    unregister_dataset("not_a_dataset_xyz", missing_ok=True)  # a re-registration's first step
+    assert "not_a_dataset_xyz" not in DatasetCatalog
 
 
 def test_register_datasets_from_config(tmp_path, name):

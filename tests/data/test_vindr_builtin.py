@@ -7,7 +7,8 @@ import pytest
 import vertspine  # noqa: F401  (first)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from vertspine.data.builtin import VINDR_DATASET_NAMES, register_vindr_datasets
-from vertspine.data.vindr import VINDR_LESION_CLASSES, ConversionOptions, convert_vindr
+from vertspine.data.spine_categories import LESION_CLASSES
+from vertspine.data.vindr import ConversionOptions, convert_vindr
 from vertspine.data.vindr.convert import default_vindr_root
 
 import vindr_release as release
@@ -28,7 +29,7 @@ def test_import_registers_three_lazy_names_with_the_vindr_evaluator():
         metadata = MetadataCatalog.get(name)
         assert name in DatasetCatalog
         assert metadata.evaluator_type == "vindr"
-        assert metadata.thing_classes == list(VINDR_LESION_CLASSES)
+        assert metadata.thing_classes == list(LESION_CLASSES)
         split = name.split("_")[-1]
         assert metadata.json_file == os.path.join(root, "annotations", f"{split}.json")
     images = os.path.join(root, "images")

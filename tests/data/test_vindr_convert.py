@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 import vertspine  # noqa: F401  (first)
+from vertspine.data import phantom
+from vertspine.data.spine_categories import LESION_CLASSES
 from vertspine.data.vindr import (
-    VINDR_LESION_CLASSES,
     ConversionOptions,
     VinDrDataError,
     convert_vindr,
     read_vindr_csv,
     vindr_dataset_paths,
 )
-from vertspine.data.phantom import LESION_CLASSES
 
 import vindr_release as release
 
@@ -53,7 +53,7 @@ def _boxes(coco, file_name):
 
 
 def test_classes_are_the_seven_in_upstream_order(converted):
-    assert VINDR_LESION_CLASSES == LESION_CLASSES  # the phantom uses the same list
+    assert phantom.LESION_CLASSES is LESION_CLASSES  # one list: the phantom's is VinDr's
     for coco in converted["coco"].values():
         assert [(c["id"], c["name"]) for c in coco["categories"]] == [
             (1, "Osteophytes"), (2, "Surgical implant"), (3, "Spondylolysthesis"),

@@ -55,11 +55,14 @@ def test_layout_errors_name_the_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         average_checkpoints([a, str(tmp_path / "missing.pth")])
     (tmp_path / "truncated.pth").write_bytes(open(a, "rb").read()[:20])
-    with pytest.raises(ValueError, match="truncated.pth.*torch.load"):
+    with pytest.raises(ValueError, match="truncated.pth is not a readable PyTorch checkpoint"):
         average_checkpoints([a, str(tmp_path / "truncated.pth")])
     torch.save({"state_dict": {}}, tmp_path / "plain.pth")
     with pytest.raises(ValueError, match="plain.pth.*no 'model' entry"):
         average_checkpoints([a, str(tmp_path / "plain.pth")])
+    torch.save({"w": torch.zeros(2)}, tmp_path / "bare.pth")  # weights, but no training checkpoint
+    with pytest.raises(ValueError, match=r"bare.pth has no 'model' entry \(it holds \['w'\]\)"):
+        average_checkpoints([a, str(tmp_path / "bare.pth")])
 
 
 def test_tool_writes_a_loadable_average(tmp_path):

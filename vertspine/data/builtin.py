@@ -19,22 +19,14 @@ And ``verse19_{train,val,test}`` / ``verse20_{train,val,test}`` (25 vertebra lev
 import functools
 from typing import List, Optional
 
-from detectron2.data import DatasetCatalog
-
 from .builtin_classification import register_builtin_classification_datasets
 from .coco_registration import register_coco_dataset, unregister_dataset
 from .datasets_root import datasets_root
 from .phantom_spine_seg import register_phantom_spine_seg
-from .phantom import (
-    LESION_CLASSES,
-    SPLITS,
-    VERTEBRA_LEVELS,
-    PhantomConfig,
-    ensure_phantom_dataset,
-    phantom_dataset_paths,
-)
+from .phantom import PhantomConfig, ensure_phantom_dataset, phantom_dataset_paths
 from .builtin_verse import register_verse_datasets
-from .vindr import VINDR_LESION_CLASSES, default_vindr_root, require_converted, vindr_dataset_paths
+from .spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
+from .vindr import default_vindr_root, require_converted, vindr_dataset_paths
 
 __all__ = [
     "PHANTOM_DATASET_NAMES", "VINDR_DATASET_NAMES", "default_phantom_root",
@@ -43,7 +35,7 @@ __all__ = [
 
 _TASKS = {"vertebrae": VERTEBRA_LEVELS, "lesions": LESION_CLASSES}
 PHANTOM_DATASET_NAMES = tuple(f"phantom_{task}_{split}" for task in _TASKS for split in SPLITS)
-VINDR_DATASET_NAMES = ("vindr_spinexr_train", "vindr_spinexr_val", "vindr_spinexr_test")
+VINDR_DATASET_NAMES = tuple(f"vindr_spinexr_{split}" for split in SPLITS)
 
 
 def default_phantom_root() -> str:
@@ -73,8 +65,7 @@ def register_phantom_datasets(
         extra = {"level_names": list(VERTEBRA_LEVELS)} if task == "vertebrae" else {}
         for split in SPLITS:
             name = f"phantom_{task}_{split}"
-            if name in DatasetCatalog:
-                unregister_dataset(name)
+            unregister_dataset(name, missing_ok=True)
             register_coco_dataset(
                 name,
                 paths[split][f"{task}_json"],
@@ -101,17 +92,15 @@ def register_vindr_datasets(root: Optional[str] = None) -> List[str]:
     """
     root = root or default_vindr_root()
     paths = vindr_dataset_paths(root)
-    for name in VINDR_DATASET_NAMES:
-        split = name.rsplit("_", 1)[1]
-        if name in DatasetCatalog:
-            unregister_dataset(name)
+    for split, name in zip(SPLITS, VINDR_DATASET_NAMES):
+        unregister_dataset(name, missing_ok=True)
         register_coco_dataset(
             name,
             paths[split]["json"],
             paths[split]["image_root"],
-            num_classes=len(VINDR_LESION_CLASSES),
+            num_classes=len(LESION_CLASSES),
             prepare=functools.partial(require_converted, root, split),
-            thing_classes=list(VINDR_LESION_CLASSES),
+            thing_classes=list(LESION_CLASSES),
             evaluator_type="vindr",
         )
     return list(VINDR_DATASET_NAMES)

@@ -21,7 +21,7 @@ from typing import Any, Dict
 from detectron2.data import DatasetCatalog
 
 from .image_label_datasets import register_classification_view
-from .phantom import SPLITS as PHANTOM_SPLITS
+from .spine_categories import SPLITS
 
 __all__ = [
     "ABNORMAL_CLASS_NAMES",
@@ -34,8 +34,8 @@ __all__ = [
 
 ABNORMAL_CLASS_NAMES = ("normal", "abnormal")
 _VIEWS = {
-    **{f"phantom_abnormal_{s}": (f"phantom_lesions_{s}", "any") for s in PHANTOM_SPLITS},
-    **{f"vindr_spinexr_cls_{s}": (f"vindr_spinexr_{s}", "field") for s in ("train", "val", "test")},
+    **{f"phantom_abnormal_{s}": (f"phantom_lesions_{s}", "any") for s in SPLITS},
+    **{f"vindr_spinexr_cls_{s}": (f"vindr_spinexr_{s}", "field") for s in SPLITS},
 }
 CLASSIFICATION_DATASET_NAMES = tuple(_VIEWS)
 

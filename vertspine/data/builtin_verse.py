@@ -14,13 +14,10 @@ import functools
 import os
 from typing import List, Optional
 
-from detectron2.data import DatasetCatalog
-
 from .coco_registration import register_coco_dataset, unregister_dataset
-from .datasets_root import datasets_root
+from .datasets_root import datasets_root, require_converted_json
+from .spine_categories import SPLITS, VERTEBRA_LEVELS
 from .verse.convert import verse_output_paths
-from .verse.discovery import SPLITS
-from .verse.labels import VERTEBRA_LEVELS
 
 __all__ = ["VERSE_DATASET_NAMES", "VERSE_RELEASES", "register_verse_datasets", "require_verse_converted"]
 
@@ -31,14 +28,9 @@ CONVERT_COMMAND = "python tools/convert_verse.py --input <VerSe folder> --name {
 
 def require_verse_converted(output_root: str, name: str, split: str) -> None:
     """Raise FileNotFoundError naming the missing json and the conversion command."""
-    json_file = verse_output_paths(output_root, name)[split]["json_file"]
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(
-            f"{name}_{split} is not converted: {os.path.abspath(json_file)} does not exist. "
-            f"Convert the VerSe release with `{CONVERT_COMMAND.format(name=name, output=output_root)}`,"
-            " or set VERTSPINE_DATASETS to the folder that holds "
-            f"{name}/ (see datasets/README.md)."
-        )
+    require_converted_json(verse_output_paths(output_root, name)[split]["json_file"],
+                           f"{name}_{split}", CONVERT_COMMAND.format(name=name, output=output_root),
+                           name)
 
 
 def register_verse_datasets(root: Optional[str] = None) -> List[str]:
@@ -56,8 +48,7 @@ def register_verse_datasets(root: Optional[str] = None) -> List[str]:
         paths = verse_output_paths(output_root, release)
         for split in SPLITS:
             name = f"{release}_{split}"
-            if name in DatasetCatalog:
-                unregister_dataset(name)
+            unregister_dataset(name, missing_ok=True)
             register_coco_dataset(
                 name,
                 paths[split]["json_file"],

@@ -90,13 +90,19 @@ def register_coco_dataset(
     _REGISTRATIONS[name] = registration
 
 
-def unregister_dataset(name: str) -> None:
+def unregister_dataset(name: str, *, missing_ok: bool = False) -> None:
     """Remove ``name`` from ``DatasetCatalog`` and ``MetadataCatalog``, freeing the name.
 
+    Args:
+        name: a registered dataset name.
+        missing_ok: do nothing when ``name`` is not registered (a ``register_*`` function that
+            re-registers its names on another root).
     Raises:
-        KeyError: ``name`` is not registered.
+        KeyError: ``name`` is not registered and not ``missing_ok``.
     """
     if name not in DatasetCatalog:
+        if missing_ok:
+            return
         raise KeyError(f"Dataset '{name}' is not registered, so it cannot be unregistered.")
     DatasetCatalog.remove(name)
     MetadataCatalog.pop(name, None)

@@ -13,16 +13,15 @@ import json
 import os
 from typing import Dict, List, Optional
 
-import cv2
 import numpy as np
-from detectron2.data import DatasetCatalog
 from pycocotools import mask as mask_utils
 
-from vertspine.utils.file_io import write_png
+from vertspine.utils.file_io import write_json, write_png
 
 from .coco_registration import unregister_dataset
 from .image_mask_folders import register_image_mask_folders
-from .phantom import SPLITS, PhantomConfig, ensure_phantom_dataset, phantom_dataset_paths
+from .phantom import PhantomConfig, ensure_phantom_dataset, phantom_dataset_paths
+from .spine_categories import SPLITS
 
 __all__ = ["PHANTOM_SPINE_SEG_NAMES", "rasterize_vertebra_masks", "register_phantom_spine_seg",
            "write_vertebra_masks"]
@@ -74,10 +73,7 @@ def write_vertebra_masks(json_file: str, mask_dir: str, manifest_file: str) -> i
     masks = rasterize_vertebra_masks(json.loads(raw))
     for file_name, mask in masks.items():
         write_png(os.path.join(mask_dir, file_name), mask * 255)
-    from vertspine.utils.file_io import atomic_write
-
-    with atomic_write(manifest_file, "w") as f:
-        json.dump(manifest, f)
+    write_json(manifest_file, manifest, indent=None)
     return len(masks)
 
 
@@ -98,8 +94,7 @@ def register_phantom_spine_seg(root: str, cfg: Optional[PhantomConfig] = None) -
     cfg = cfg or PhantomConfig()
     paths = phantom_dataset_paths(root)
     for split, name in zip(SPLITS, PHANTOM_SPINE_SEG_NAMES):
-        if name in DatasetCatalog:
-            unregister_dataset(name)
+        unregister_dataset(name, missing_ok=True)
         register_image_mask_folders(
             name, paths[split]["image_root"], _mask_paths(root, split)["mask_dir"], ["vertebra"],
             mask_values=[0, 255], prepare=functools.partial(_prepare, root, cfg, split))

@@ -4,27 +4,16 @@ The after-the-fact counterpart of ``MODEL_EMA``: the periodic checkpoints of a r
 ended (``model_0002099.pth``, ``model_0002399.pth``, ...) are averaged tensor by tensor into
 one set of weights, evaluated like any ``MODEL.WEIGHTS``. Floating-point tensors are averaged
 in float64 and cast back to their dtype; integer tensors (counters such as BatchNorm's
-``num_batches_tracked``) are taken from the last checkpoint.
+``num_batches_tracked``) are taken from the last checkpoint. Files are read by
+:func:`vertspine.utils.state_dict.read_state_dict` (``weights_only``; the ``model`` entry).
 """
 from typing import Dict, Sequence
 
 import torch
 
+from vertspine.utils.state_dict import read_state_dict
+
 __all__ = ["average_checkpoints"]
-
-
-def _read_model(path: str) -> Dict[str, torch.Tensor]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Checkpoint {path!r} does not exist.") from None
-    except Exception as error:
-        raise ValueError(f"Checkpoint {path!r} cannot be read by torch.load ({error}); is it a "
-                         "complete .pth file?") from error
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise ValueError(f"Checkpoint {path!r} has no 'model' entry: it is not a detectron2/"
-                         "vertspine training checkpoint.")
-    return checkpoint["model"]
 
 
 def _check_same_layout(reference: Dict[str, torch.Tensor], reference_path: str,
@@ -50,19 +39,21 @@ def average_checkpoints(paths: Sequence[str]) -> Dict[str, torch.Tensor]:
     Returns:
         A state dict with the keys, shapes and dtypes of the checkpoints' models.
     Raises:
-        ValueError: fewer than two paths, an unreadable file, or models that differ in keys
-            or shapes (the message names both files).
+        ValueError: fewer than two paths, models that differ in keys or shapes (the message
+            names both files), or a file that is not a training checkpoint (unreadable, or
+            without a ``model`` entry: :class:`~vertspine.utils.state_dict.CheckpointReadError`,
+            naming the file).
         FileNotFoundError: a path that does not exist.
     """
     if len(paths) < 2:
         raise ValueError(f"Checkpoint averaging needs at least two checkpoints, got {list(paths)}.")
-    reference = _read_model(paths[0])
+    reference = read_state_dict(paths[0], entry="model")
     sums: Dict[str, torch.Tensor] = {
         name: tensor.double() for name, tensor in reference.items() if tensor.is_floating_point()
     }
     last = reference
     for path in paths[1:]:
-        last = _read_model(path)
+        last = read_state_dict(path, entry="model")
         _check_same_layout(reference, paths[0], last, path)
         for name in sums:
             sums[name] += last[name].double()

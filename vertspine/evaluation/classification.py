@@ -20,7 +20,6 @@ image: id, file, label, probs, logits: the input of ``tools/ensemble_classifiers
 where it came from).
 """
 import csv
-import itertools
 import json
 import logging
 import os
@@ -30,10 +29,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 
 from vertspine.data.image_label_datasets import dataset_split
-from vertspine.utils.file_io import atomic_write
+from vertspine.utils.file_io import atomic_write, write_json
 
 from .build import register_evaluator
 from .classification_metrics import (
@@ -45,6 +43,7 @@ from .classification_metrics import (
     multiclass_metrics,
     youden_threshold,
 )
+from .gather import gather_on_main
 
 __all__ = ["ClassificationEvaluator", "evaluate_predictions", "image_id_sort_key",
            "read_predictions", "write_predictions"]
@@ -107,12 +106,9 @@ class ClassificationEvaluator(DatasetEvaluator):
             })
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
-        predictions = self._predictions
-        if self.distributed:
-            comm.synchronize()
-            predictions = list(itertools.chain(*comm.gather(predictions, dst=0)))
-            if not comm.is_main_process():
-                return {}
+        predictions = gather_on_main(self._predictions, self.distributed)
+        if predictions is None:  # not the main process
+            return {}
         if not predictions:
             logger.warning(f"[ClassificationEvaluator] no predictions for {self.dataset_name}.")
             return {}
@@ -128,9 +124,7 @@ class ClassificationEvaluator(DatasetEvaluator):
             self._save_threshold(info, len(predictions))
         info.update(dataset=self.dataset_name, split=self.split, metrics=dict(results))
         if self.output_dir:
-            with atomic_write(os.path.join(self.output_dir, "classification_metrics.json"),
-                              "w") as f:
-                json.dump(info, f, indent=2)
+            write_json(os.path.join(self.output_dir, "classification_metrics.json"), info)
         logger.info(f"Classification on {self.dataset_name} (split '{self.split}', threshold "
                     f"{info.get('threshold')} from {info['threshold_source']}): {dict(results)}")
         return {"classification": results}
@@ -153,10 +147,10 @@ class ClassificationEvaluator(DatasetEvaluator):
         return DEFAULT_THRESHOLD, "default"
 
     def _save_threshold(self, info: Dict[str, Any], num_images: int) -> None:
-        with atomic_write(self.threshold_file, "w") as f:
-            json.dump({"threshold": info["threshold"], "youden_j": info["youden_j"],
-                       "dataset": self.dataset_name, "num_images": num_images,
-                       "criterion": "Youden's J = sensitivity + specificity - 1"}, f, indent=2)
+        write_json(self.threshold_file, {
+            "threshold": info["threshold"], "youden_j": info["youden_j"],
+            "dataset": self.dataset_name, "num_images": num_images,
+            "criterion": "Youden's J = sensitivity + specificity - 1"})
         logger.info(f"Saved the threshold chosen on {self.dataset_name} to {self.threshold_file}.")
 
 
@@ -225,9 +219,8 @@ def write_predictions(output_dir: str, predictions: List[Dict[str, Any]], datase
     columns.
     """
     path = os.path.join(output_dir, "classification_predictions.json")
-    with atomic_write(path, "w") as f:
-        json.dump({"dataset": dataset_name, "class_names": class_names,
-                   "predictions": predictions}, f)
+    write_json(path, {"dataset": dataset_name, "class_names": class_names,
+                      "predictions": predictions}, indent=None)
     width = len(predictions[0]["probs"]) if predictions else 0
     with atomic_write(os.path.join(output_dir, "classification_predictions.csv"), "w") as f:
         writer = csv.writer(f)

@@ -12,13 +12,12 @@ Each process keeps only small per-image arrays (levels of the ground truth and o
 predictions), converted from the outputs in :meth:`process`; nothing of the model's
 ``Instances`` is kept, so evaluators running beside it (COCO's remaps category ids of its own
 copies in place) cannot change these results. :meth:`evaluate` gathers them on the main process
-(``comm.gather``), returns ``{"vertebra_level": {...}}`` there ({} elsewhere) and writes
-``vertebra_level_confusion.csv``, ``vertebra_level_confusion.png``,
+(:func:`~.gather.gather_on_main`), returns ``{"vertebra_level": {...}}`` there ({} elsewhere)
+and writes ``vertebra_level_confusion.csv``, ``vertebra_level_confusion.png``,
 ``vertebra_level_metrics.json`` and ``vertebra_level_per_image.json`` (per image: the level names
 of its ground-truth vertebrae, top of the annotation list first, and the matched predicted level,
 null where none matched; for error analysis) to the output folder (atomically).
 """
-import json
 import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,12 +27,12 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
 from detectron2.structures import BoxMode
-from detectron2.utils import comm
 
-from vertspine.utils.file_io import atomic_write
+from vertspine.utils.file_io import write_json
 
 from .build import build_coco_evaluator, register_evaluator
 from .config import add_vertebra_level_config
+from .gather import gather_on_main
 from .vertebra_level_metrics import (
     match_levels,
     vertebra_level_metrics,
@@ -109,12 +108,9 @@ class VertebraLevelEvaluator(DatasetEvaluator):
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
         """IDR, IRA, per-level accuracy, off-by-one, MAE; files in the output folder."""
-        results = self._results
-        if self._distributed:
-            comm.synchronize()
-            results = [r for part in comm.gather(results, dst=0) for r in part]
-            if not comm.is_main_process():
-                return {}
+        results = gather_on_main(self._results, self._distributed)
+        if results is None:  # not the main process
+            return {}
         if not results:
             logger.warning(f"[VertebraLevelEvaluator] no predictions for '{self._dataset_name}'.")
             return {}
@@ -164,14 +160,13 @@ class VertebraLevelEvaluator(DatasetEvaluator):
         title = (f"{self._dataset_name}: IDR {metrics['IDR']:.1f}%, IRA {metrics['IRA']:.1f}%, "
                  f"off-by-one {metrics['off_by_one']:.1f}%")
         write_confusion_png(os.path.join(folder, "vertebra_level_confusion.png"), confusion, names, title)
-        with atomic_write(os.path.join(folder, "vertebra_level_metrics.json"), "w") as f:
-            json.dump({"dataset": self._dataset_name, "iou_threshold": self._iou_threshold,
-                       "score_threshold": self._score_threshold, "metrics": metrics}, f, indent=2)
+        write_json(os.path.join(folder, "vertebra_level_metrics.json"), {
+            "dataset": self._dataset_name, "iou_threshold": self._iou_threshold,
+            "score_threshold": self._score_threshold, "metrics": metrics})
         per_image = [{"image_id": r["image_id"], "gt": [names[int(k)] for k in r["gt"]],
                       "pred": [names[int(k)] if k >= 0 else None for k in r["pred"]]}
                      for r in results]
-        with atomic_write(os.path.join(folder, "vertebra_level_per_image.json"), "w") as f:
-            json.dump(per_image, f)
+        write_json(os.path.join(folder, "vertebra_level_per_image.json"), per_image, indent=None)
 
 
 def _level_names(metadata) -> List[str]:

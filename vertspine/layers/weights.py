@@ -2,17 +2,18 @@
 
 Two steps, so that every part of a model is checked before any part is touched:
 :func:`match_state_dict` compares a state dict (already in the module's names) with the
-module's own and says what would load; :func:`finish_loading` raises (``strict``) before
-anything is copied when the report is incomplete, else copies, logs and returns the report.
+module's own (:func:`compare_state_dicts`, which works on two state dicts) and says what would
+load; :func:`finish_loading` raises (``strict``) before anything is copied when the report is
+incomplete, else copies, logs and returns the report.
 """
 import logging
-from typing import Callable, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 from torch import Tensor, nn
 
 from vertspine.utils.checkpoint_report import CheckpointReport
 
-__all__ = ["finish_loading", "match_state_dict"]
+__all__ = ["compare_state_dicts", "finish_loading", "match_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,17 +22,33 @@ def match_state_dict(module: nn.Module, state: Mapping[str, Tensor],
                      title: str) -> Tuple[CheckpointReport, Callable[[], None]]:
     """The report of loading ``state`` into ``module``, and the function that loads it.
 
-    Keys ``module`` has with the same shape load; the others are skipped (shape differs),
-    unexpected (not in the module) or missing (not in ``state``). Nothing is copied until the
-    returned function runs (``load_state_dict(strict=False)``; ``copy_`` casts e.g. fp16
-    tensors to the module's dtype).
+    Keys are compared by :func:`compare_state_dicts`. Nothing is copied until the returned
+    function runs (``load_state_dict(strict=False)``; ``copy_`` casts e.g. fp16 tensors to the
+    module's dtype).
 
     Args:
         module: the module to fill.
         state: ``{name: tensor}`` in the module's names.
         title: first words of the printed report (what is loaded).
     """
-    expected = module.state_dict()
+    report, loadable = compare_state_dicts(module.state_dict(), state, title)
+    return report, lambda: module.load_state_dict(loadable, strict=False)
+
+
+def compare_state_dicts(expected: Mapping[str, Tensor], state: Mapping[str, Tensor],
+                        title: str) -> Tuple[CheckpointReport, Dict[str, Tensor]]:
+    """What of ``state`` fits a model whose state dict is ``expected``, key for key.
+
+    Keys ``expected`` has with the same shape load; the others are skipped (shape differs),
+    unexpected (not in ``expected``) or missing (in ``expected``, not in ``state``).
+
+    Args:
+        expected: the target's ``state_dict()`` (names and shapes).
+        state: ``{name: tensor}`` in the target's names.
+        title: first words of the printed report (what is loaded).
+    Returns:
+        (the report, ``{name: tensor}`` of the keys that load).
+    """
     report = CheckpointReport(title=title)
     loadable = {}
     for key, value in state.items():
@@ -44,7 +61,7 @@ def match_state_dict(module: nn.Module, state: Mapping[str, Tensor],
             loadable[key] = value
             report.loaded.append(key)
     report.missing = [key for key in expected if key not in state]
-    return report, lambda: module.load_state_dict(loadable, strict=False)
+    return report, loadable
 
 
 def finish_loading(report: CheckpointReport, strict: bool,

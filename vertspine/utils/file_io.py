@@ -8,6 +8,7 @@ user creates (``0666 & ~umask``), not ``mkstemp``'s 0600.
 
 This module is the bottom layer: data, evaluation, engine, families and tools all write through it.
 """
+import hashlib
 import json
 import os
 import tempfile
@@ -16,7 +17,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_json", "write_npz", "write_nifti", "write_png"]
+__all__ = ["atomic_write", "file_sha256", "write_json", "write_npz", "write_nifti", "write_png"]
 
 
 def _umask() -> int:
@@ -116,3 +117,12 @@ def write_nifti(path: str, array: np.ndarray, affine: np.ndarray) -> None:
         data = gzip.compress(data, compresslevel=6, mtime=0)
     with atomic_write(path, "wb") as f:
         f.write(data)
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -15,7 +15,7 @@ unwrapped the same way everywhere and every failure names the file:
 import os
 import warnings
 import zipfile
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 import torch
 from torch import Tensor
@@ -31,7 +31,7 @@ class CheckpointReadError(ValueError):
 
 
 def read_state_dict(source: StateDictSource, *, trust_pickle: bool = False,
-                    missing_hint: str = "") -> Dict[str, Tensor]:
+                    missing_hint: str = "", entry: Optional[str] = None) -> Dict[str, Tensor]:
     """The state dict of a checkpoint file or object, unwrapped (see the module docstring).
 
     Args:
@@ -39,19 +39,29 @@ def read_state_dict(source: StateDictSource, *, trust_pickle: bool = False,
         trust_pickle: read with full unpickling (only for files you trust).
         missing_hint: appended to the error when the file does not exist (which key to set,
             which command downloads it).
+        entry: the container entry that must hold the state dict (``"model"``: a detectron2 /
+            vertspine training checkpoint); None unwraps whichever container it is.
     Returns:
         ``{key: tensor}`` with CPU tensors.
     Raises:
         FileNotFoundError: ``source`` names no file.
         CheckpointReadError: a directory, a truncated/corrupt file, a file that needs full
-            unpickling without ``trust_pickle``, or one that holds no tensors.
+            unpickling without ``trust_pickle``, one without ``entry``, or one that holds no
+            tensors.
     """
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the checkpoint object"
     state = _load(where, trust_pickle, missing_hint) if isinstance(source, (str, os.PathLike)) \
         else source
-    for wrapper in _WRAPPERS:
-        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
+    if entry is not None:
+        if not (isinstance(state, Mapping) and isinstance(state.get(entry), Mapping)):
+            found = sorted(map(str, state))[:8] if isinstance(state, Mapping) else type(state).__name__
+            raise CheckpointReadError(f"{where} has no {entry!r} entry (it holds {found}): it is "
+                                      "not the kind of checkpoint expected here.")
+        state = state[entry]
+    else:
+        for wrapper in _WRAPPERS:
+            if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+                state = state[wrapper]
     if not isinstance(state, Mapping):
         raise CheckpointReadError(f"{where} holds a {type(state).__name__}, not a state dict.")
     tensors = {key: value for key, value in state.items() if isinstance(value, Tensor)}

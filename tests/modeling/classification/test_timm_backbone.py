@@ -94,5 +94,6 @@ def test_conversion_report_and_old_densenet_keys():
     bad = dict(reference)
     bad["features.conv0.weight"] = torch.zeros(64, 1, 7, 7)
     _, report = convert_torchvision_to_timm(bad, target)
-    assert list(report.skipped) == ["features.conv0.weight"] and not backbone_loaded_fully(report)
-    assert report.missing == ["features_conv0.weight"]
+    assert list(report.skipped) == ["features_conv0.weight"] and not backbone_loaded_fully(report)
+    assert "checkpoint [64, 1, 7, 7], model [64, 3, 7, 7]" in report.skipped["features_conv0.weight"]
+    assert not report.missing  # a skipped key is reported once, as skipped

@@ -177,14 +177,16 @@ def test_score_threshold_and_classwise_nms(score_thresh, nms_thresh):
 
 
 def test_overfits_two_images():
-    """100 AdamW steps of the head and FPN on two images with 1 and 2 boxes: the loss falls by
-    more than 5x (10-17x over seeds 0-3) and each box is found with its class (IoU 0.7-0.93)."""
+    """150 AdamW steps of the head and FPN on two images with 1 and 2 boxes: the loss falls by
+    more than 5x and each box is found with its class. (At 100 steps one box's IoU depends on the
+    CPU's float kernels: 0.48 on one thread of a 2026 Xeon, 0.63-0.93 on 2 threads or other
+    CPUs; at 150 steps 0.78-0.88 on both.)"""
     model = tiny_model("MODEL.SPARSE_RCNN.NUM_PROPOSALS", "8", "MODEL.BACKBONE.FREEZE_AT", "5")
     inputs = [make_input([[8, 10, 30, 40]], [1], 64, 64), make_input(
         [[20, 20, 56, 44], [4, 4, 20, 18]], [3, 0], 64, 64, seed=1)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     history = []
-    for _ in range(100):
+    for _ in range(150):
         total = sum(model(inputs).values())
         history.append(total.item())
         optimizer.zero_grad()

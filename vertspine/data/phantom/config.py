@@ -1,37 +1,17 @@
-"""Names, splits and parameters of the phantom dataset (no drawing here)."""
+"""Names, splits and parameters of the phantom dataset (no drawing here).
+
+The level, lesion and split names are :mod:`vertspine.data.spine_categories`'s.
+"""
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
-__all__ = [
-    "GENERATOR_VERSION",
-    "LESION_CLASSES",
-    "PhantomConfig",
-    "SPLITS",
-    "VERTEBRA_LEVELS",
-    "split_index",
-]
+from ..spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
+
+__all__ = ["GENERATOR_VERSION", "PhantomConfig", "split_index"]
 
 # Bump whenever a change alters any generated pixel or annotation: cached datasets regenerate.
 GENERATOR_VERSION = "vertspine-phantom-1"
-
-# VerSe numbering: index + 1 is the COCO category id (C1 = 1 ... L5 = 24, L6 = 25).
-VERTEBRA_LEVELS: Tuple[str, ...] = (
-    tuple(f"C{i}" for i in range(1, 8))
-    + tuple(f"T{i}" for i in range(1, 13))
-    + tuple(f"L{i}" for i in range(1, 7))
-)
-# VinDr-SpineXR lesion classes (their spelling): index + 1 is the COCO category id.
-LESION_CLASSES: Tuple[str, ...] = (
-    "Osteophytes",
-    "Surgical implant",
-    "Spondylolysthesis",
-    "Foraminal stenosis",
-    "Disc space narrowing",
-    "Vertebral collapse",
-    "Other lesions",
-)
-SPLITS: Tuple[str, ...] = ("train", "val", "test")
 
 
 def split_index(split: str) -> int:

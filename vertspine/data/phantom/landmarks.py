@@ -10,11 +10,12 @@ best pick one at random, so it names the run's vertebrae right with probability 
 sizes (4% jitter per level, per-image scale from a 190-300 mm field of view) can add a little
 beyond it, no more than a little.
 
-Levels are VerSe category ids (1 = C1 ... 24 = L5, 25 = L6, :data:`.config.VERTEBRA_LEVELS`).
+Levels are VerSe category ids (1 = C1 ... 24 = L5, 25 = L6,
+:data:`vertspine.data.spine_categories.VERTEBRA_LEVELS`).
 """
 from typing import Iterable, List, Sequence, Tuple
 
-from .config import VERTEBRA_LEVELS
+from ..spine_categories import VERTEBRA_LEVELS
 
 __all__ = ["consistent_shifts", "landmark_ceiling"]
 

@@ -19,7 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from .config import LESION_CLASSES, PhantomConfig
+from ..spine_categories import LESION_CLASSES
+from .config import PhantomConfig
 from .shapes import Pose, band, chaikin, ellipse, mask_bbox, quad, rasterize
 from .spine import Deformation
 from .vertebra import BODY, foramen, vertebra_parts

@@ -18,9 +18,10 @@ import tempfile
 import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
-import cv2
+from vertspine.utils.file_io import write_json, write_png
 
-from .config import GENERATOR_VERSION, LESION_CLASSES, SPLITS, VERTEBRA_LEVELS, PhantomConfig
+from ..spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
+from .config import GENERATOR_VERSION, PhantomConfig
 from .generator import generate_phantom_image
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "phantom_manifest.json"
+_COMPACT_JSON = {"indent": None, "separators": (",", ":")}  # the bytes tests and caches compare
 
 
 def phantom_dataset_paths(root: str) -> Dict[str, Any]:
@@ -53,8 +55,9 @@ def phantom_dataset_paths(root: str) -> Dict[str, Any]:
 def generate_phantom_dataset(root: str, cfg: Optional[PhantomConfig] = None) -> Dict[str, Any]:
     """Write every split of the dataset into ``root`` (created if needed; files overwritten).
 
-    Not atomic: use :func:`ensure_phantom_dataset` where other processes may read or write
-    the same folder. The manifest is written last.
+    Each file is written atomically (:mod:`vertspine.utils.file_io`), the dataset as a whole
+    is not: use :func:`ensure_phantom_dataset` where other processes may read or write the same
+    folder. The manifest is written last.
 
     Args:
         root: output folder.
@@ -66,7 +69,7 @@ def generate_phantom_dataset(root: str, cfg: Optional[PhantomConfig] = None) -> 
     paths = phantom_dataset_paths(root)
     for split in SPLITS:
         _write_split(paths[split], cfg, split)
-    _write_json(paths["manifest"], _manifest(cfg))
+    write_json(paths["manifest"], _manifest(cfg), **_COMPACT_JSON)
     return paths
 
 
@@ -110,15 +113,16 @@ def _write_split(paths: Dict[str, str], cfg: PhantomConfig, split: str) -> None:
     for index in range(cfg.num_images(split)):
         image, image_vertebrae, image_lesions = generate_phantom_image(cfg, split, index)
         file_name = f"{split}_{index:05d}.png"
-        if not cv2.imwrite(os.path.join(paths["image_root"], file_name), image):
-            raise OSError(f"Could not write {os.path.join(paths['image_root'], file_name)}.")
+        write_png(os.path.join(paths["image_root"], file_name), image)
         image_id = index + 1
         height, width = cfg.size
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         vertebrae += [_coco_annotation(a, image_id) for a in image_vertebrae]
         lesions += [_coco_annotation(a, image_id) for a in image_lesions]
-    _write_json(paths["vertebrae_json"], _coco(images, vertebrae, VERTEBRA_LEVELS, "vertebra"))
-    _write_json(paths["lesions_json"], _coco(images, lesions, LESION_CLASSES, "lesion"))
+    write_json(paths["vertebrae_json"], _coco(images, vertebrae, VERTEBRA_LEVELS, "vertebra"),
+               **_COMPACT_JSON)
+    write_json(paths["lesions_json"], _coco(images, lesions, LESION_CLASSES, "lesion"),
+               **_COMPACT_JSON)
 
 
 def _coco_annotation(annotation: Dict[str, Any], image_id: int) -> Dict[str, Any]:
@@ -164,13 +168,6 @@ def _read_manifest(root: str) -> Optional[Dict[str, Any]]:
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _write_json(path: str, content: Dict[str, Any]) -> None:
-    """Write ``content`` as compact JSON, creating the folder."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(content, f, separators=(",", ":"))
 
 
 def _publish(staging: str, root: str, manifest: Dict[str, Any]) -> None:

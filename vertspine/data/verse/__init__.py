@@ -5,12 +5,11 @@ patient-level splits), :mod:`.volume` (orientation, mid-sagittal centre, renderi
 :mod:`.convert` (the conversion and its report). Command line: ``tools/convert_verse.py``.
 """
 from .convert import ConversionReport, VerseConversionConfig, convert_verse, verse_output_paths
-from .discovery import SPLITS, VerseScan, assign_splits, find_verse_scans
+from .discovery import VerseScan, assign_splits, find_verse_scans
 from .labels import T13_LABEL, verse_categories
 
 __all__ = [
     "ConversionReport",
-    "SPLITS",
     "T13_LABEL",
     "VerseConversionConfig",
     "VerseScan",

@@ -18,18 +18,16 @@ Output layout (what ``verse19_*``/``verse20_*`` in :mod:`vertspine.data.builtin`
 Every file is written atomically; the images' ``file_name`` is relative to
 ``<output>/images/<split>``.
 """
-import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-import cv2
+from vertspine.utils.file_io import write_json, write_png
 
-from vertspine.utils.file_io import atomic_write, write_png
-
-from .discovery import SPLITS, VerseScan, assign_splits, find_verse_scans
-from .labels import LEVEL_LABELS, T13_LABEL, VERTEBRA_LEVELS, verse_categories, verse_label_name
+from ..spine_categories import SPLITS, VERTEBRA_LEVELS
+from .discovery import VerseScan, assign_splits, find_verse_scans
+from .labels import LEVEL_LABELS, T13_LABEL, verse_categories, verse_label_name
 from .volume import load_scan, render_slice, sagittal_centre, slice_boxes, slice_positions
 
 __all__ = ["ConversionReport", "VerseConversionConfig", "convert_verse", "verse_output_paths"]
@@ -149,8 +147,7 @@ def convert_verse(
             "annotations": annotations,
             "categories": verse_categories(),
         }
-        with atomic_write(paths[split]["json_file"], "w") as f:
-            json.dump(coco, f)
+        write_json(paths[split]["json_file"], coco, indent=None)
         report.json_files[split] = paths[split]["json_file"]
     return report
 

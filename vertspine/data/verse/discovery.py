@@ -23,8 +23,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..spine_categories import SPLITS
+
 __all__ = [
-    "SPLITS",
     "VerseScan",
     "assign_splits",
     "find_verse_scans",
@@ -33,7 +34,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 _SUFFIXES = {
     "ct": ("_ct.nii.gz", "_ct.nii"),
     "mask": ("_seg-vert_msk.nii.gz", "_seg-vert_msk.nii"),

@@ -8,13 +8,12 @@ their boxes and counts them (T13 by the ``t13`` policy, see :mod:`.convert`).
 """
 from typing import Dict, List
 
-from ..phantom.config import VERTEBRA_LEVELS
+from ..spine_categories import VERTEBRA_LEVELS
 
 __all__ = [
     "LEVEL_LABELS",
     "T13_LABEL",
     "VERSE_LABEL_NAMES",
-    "VERTEBRA_LEVELS",
     "verse_categories",
     "verse_label_name",
 ]

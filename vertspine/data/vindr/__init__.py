@@ -8,7 +8,6 @@ command line; :mod:`vertspine.data.builtin` registers ``vindr_spinexr_{train,val
 from .annotations import (
     CSV_COLUMNS,
     NO_FINDING,
-    VINDR_LESION_CLASSES,
     CsvBox,
     CsvImage,
     VinDrDataError,
@@ -33,7 +32,6 @@ __all__ = [
     "CsvImage",
     "ImageSize",
     "NO_FINDING",
-    "VINDR_LESION_CLASSES",
     "VinDrDataError",
     "build_coco",
     "class_count_report",

@@ -17,27 +17,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..spine_categories import LESION_CLASSES
+
 __all__ = [
     "CSV_COLUMNS",
     "NO_FINDING",
-    "VINDR_LESION_CLASSES",
     "CsvBox",
     "CsvImage",
     "VinDrDataError",
     "read_vindr_csv",
 ]
 
-# The 7 lesion classes in the order of the upstream SPINE.FINDINGS (COCO ids 1..7), with the
-# dataset's own spelling ("Spondylolysthesis"), which the CSVs use.
-VINDR_LESION_CLASSES: Tuple[str, ...] = (
-    "Osteophytes",
-    "Surgical implant",
-    "Spondylolysthesis",
-    "Foraminal stenosis",
-    "Disc space narrowing",
-    "Vertebral collapse",
-    "Other lesions",
-)
 NO_FINDING = "No finding"
 CSV_COLUMNS: Tuple[str, ...] = (
     "study_id", "series_id", "image_id", "rad_id", "lesion_type", "xmin", "ymin", "xmax", "ymax",
@@ -57,7 +47,7 @@ class CsvBox:
     Attributes:
         line: line number in the CSV (header = 1).
         rad_id: the annotating radiologist.
-        class_index: index into :data:`VINDR_LESION_CLASSES` (COCO id = index + 1).
+        class_index: index into :data:`~vertspine.data.spine_categories.LESION_CLASSES` (COCO id = index + 1).
         xyxy: (xmin, ymin, xmax, ymax) in original DICOM pixels, unclipped.
     """
 
@@ -142,20 +132,20 @@ def read_vindr_csv(
         if lesion == NO_FINDING:
             image.no_finding = True
             continue
-        if lesion not in VINDR_LESION_CLASSES:
+        if lesion not in LESION_CLASSES:
             unknown.append(f"line {line}: {lesion!r}")
             continue
         xyxy, problem = _parse_box(values)
         if problem:
             bad_boxes.append(f"line {line}: {problem}")
             continue
-        image.boxes.append(CsvBox(line, values["rad_id"], VINDR_LESION_CLASSES.index(lesion), xyxy))
+        image.boxes.append(CsvBox(line, values["rad_id"], LESION_CLASSES.index(lesion), xyxy))
     _raise_if_any(csv_file, no_id, "rows have no image_id", "fill in or delete those rows")
     _raise_if_any(csv_file, conflicts, "image_ids appear under two study_ids",
                   "each image belongs to one study: correct the study_id of those rows")
     _raise_if_any(
         csv_file, unknown, "rows have an unknown lesion_type",
-        f"use one of {list(VINDR_LESION_CLASSES) + [NO_FINDING]} (the dataset spelling), or "
+        f"use one of {list(LESION_CLASSES) + [NO_FINDING]} (the dataset spelling), or "
         "fix/delete those rows",
     )
     if not drop_invalid_boxes:

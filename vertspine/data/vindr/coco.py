@@ -1,7 +1,8 @@
 """VinDr-SpineXR records to COCO jsons: box clipping, the study-level split, class counts.
 
-COCO written here: categories ids 1..7 in :data:`VINDR_LESION_CLASSES` order (names in the
-dataset spelling); every image listed, normal ones without annotations (negatives); each image
+COCO written here: categories ids 1..7 in
+:data:`~vertspine.data.spine_categories.LESION_CLASSES` order (names in the dataset spelling);
+every image listed, normal ones without annotations (negatives); each image
 entry carries ``study_id``, ``series_id`` and the image-level label ``abnormal`` (0/1, see
 :attr:`CsvImage.abnormal`); each annotation its ``rad_id``. ``bbox`` is [x, y, w, h] in the
 written PNG's pixels: the CSV box is clipped to the native image [0, W] x [0, H], dropped when a
@@ -14,7 +15,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from .annotations import VINDR_LESION_CLASSES, CsvImage
+from ..spine_categories import LESION_CLASSES
+from .annotations import CsvImage
 
 __all__ = [
     "MIN_BOX_SIDE",
@@ -112,7 +114,7 @@ def build_coco(
                 "area": round(xywh[2] * xywh[3], 3), "iscrowd": 0, "rad_id": box.rad_id,
             })
     categories = [{"id": i + 1, "name": name, "supercategory": "lesion"}
-                  for i, name in enumerate(VINDR_LESION_CLASSES)]
+                  for i, name in enumerate(LESION_CLASSES)]
     coco = {"info": {"description": description}, "licenses": [], "images": coco_images,
             "annotations": annotations, "categories": categories}
     return coco, stats
@@ -166,7 +168,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"{title:24s}" + "".join(
             f"{report['splits'][s].get(key, 0):>18d}" for s in splits))
     lines.append("per class: images / boxes")
-    for name in VINDR_LESION_CLASSES:
+    for name in LESION_CLASSES:
         cells = "".join(
             f"{report['splits'][s]['classes'][name]['images']:>9d} /"
             f"{report['splits'][s]['classes'][name]['boxes']:>6d} " for s in splits)

@@ -31,7 +31,8 @@ from PIL import Image
 
 from vertspine.utils.file_io import write_json, write_png
 
-from ..datasets_root import datasets_root
+from ..datasets_root import datasets_root, require_converted_json
+from ..spine_categories import SPLITS
 from .annotations import NO_FINDING, CsvImage, VinDrDataError, read_vindr_csv
 from .coco import ImageSize, build_coco, class_count_report, split_studies
 from .images import dicom_to_png_array, find_dicoms, output_size
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
 CONVERT_COMMAND = (
     "python tools/convert_vindr.py --vindr-root /path/to/vindr-spinexr --output {root}"
 )
@@ -103,13 +103,9 @@ def vindr_dataset_paths(root: str) -> Dict[str, Any]:
 
 def require_converted(root: str, split: str) -> None:
     """Raise FileNotFoundError naming the missing json and the command that writes it."""
-    json_file = vindr_dataset_paths(root)[split]["json"]
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(
-            f"VinDr-SpineXR split '{split}' is not converted: {os.path.abspath(json_file)} does "
-            f"not exist. Convert the release with `{CONVERT_COMMAND.format(root=root)}`, or set "
-            "VERTSPINE_DATASETS to the folder that holds vindr_spinexr/."
-        )
+    require_converted_json(vindr_dataset_paths(root)[split]["json"],
+                           f"VinDr-SpineXR split '{split}'", CONVERT_COMMAND.format(root=root),
+                           "vindr_spinexr")
 
 
 def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> Dict[str, Any]:

@@ -6,12 +6,7 @@ Importing this package registers the ``ImageClassifier`` meta-architecture and t
 ``DATASETS.IMAGE_FOLDER``). Data: :class:`vertspine.data.ImageLabelDatasetMapper`; evaluation:
 the "classification" evaluator (:mod:`vertspine.evaluation.classification`).
 """
-from .checkpoint import (
-    CheckpointReport,
-    backbone_loaded_fully,
-    convert_torchvision_to_timm,
-    read_state_dict,
-)
+from .checkpoint import backbone_loaded_fully, convert_torchvision_to_timm
 from .classifier import ImageClassifier
 from .config import add_image_classifier_config
 from .head import ClassificationHead, masked_global_pool
@@ -19,7 +14,6 @@ from .loss import ClassificationLoss
 from .timm_backbone import TimmBackbone, build_timm_backbone
 
 __all__ = [
-    "CheckpointReport",
     "ClassificationHead",
     "ClassificationLoss",
     "ImageClassifier",
@@ -29,5 +23,4 @@ __all__ = [
     "build_timm_backbone",
     "convert_torchvision_to_timm",
     "masked_global_pool",
-    "read_state_dict",
 ]

@@ -11,38 +11,21 @@ becomes ``features_conv0`` (ResNet keys are unchanged). The classifier (``classi
 :class:`ImageClassifier` applies this conversion when ``MODEL.WEIGHTS`` holds no ``backbone.``
 keys, so ``MODEL.WEIGHTS path/to/torchvision_densenet121.pth`` loads directly.
 """
-import os
 import re
-from typing import Dict, List, Mapping, Tuple, Union
+from typing import Dict, List, Mapping, Tuple
 
-import torch
 from torch import Tensor
 
-from vertspine.utils.checkpoint_report import CheckpointReport  # re-exported here
+from vertspine.layers.weights import compare_state_dicts
+from vertspine.utils.checkpoint_report import CheckpointReport
 
-__all__ = ["CheckpointReport", "backbone_loaded_fully", "convert_torchvision_to_timm",
-           "read_state_dict"]
+__all__ = ["backbone_loaded_fully", "convert_torchvision_to_timm"]
 
 # torchvision's own fix for old DenseNet checkpoints (torchvision/models/densenet.py).
 _OLD_DENSENET_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
     r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
-
-
-def read_state_dict(path_or_state_dict: Union[str, os.PathLike, Mapping]) -> Dict[str, Tensor]:
-    """A state dict from a file (``torch.load``, CPU, weights only), a ``{"model": sd}``
-    checkpoint, a ``{"state_dict": sd}`` one or a bare state dict; a ``module.`` prefix on every
-    key is removed."""
-    if isinstance(path_or_state_dict, (str, os.PathLike)):
-        path_or_state_dict = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
-    state = path_or_state_dict
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
-    if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
-    return dict(state)
 
 
 def _candidates(key: str) -> List[str]:
@@ -65,23 +48,15 @@ def convert_torchvision_to_timm(
         source: torchvision state dict, e.g. ``torchvision.models.densenet121().state_dict()``.
         target: the timm feature model's ``state_dict()`` (names and shapes to match).
     Returns:
-        (state dict in target names, report). Shape mismatches are skipped, not loaded. The
-        ImageNet classifier (``classifier.*``/``fc.*``) is always among the unexpected keys;
-        :func:`backbone_loaded_fully` says whether every backbone key was loaded.
+        (state dict in target names, report in target names). Shape mismatches are skipped,
+        not loaded. The ImageNet classifier (``classifier.*``/``fc.*``) is always among the
+        unexpected keys; :func:`backbone_loaded_fully` says whether every backbone key was
+        loaded.
     """
-    report = CheckpointReport(title="torchvision -> timm backbone checkpoint")
-    converted: Dict[str, Tensor] = {}
-    for key, value in source.items():
-        name = next((c for c in _candidates(key) if c in target), None)
-        if name is None:
-            report.unexpected.append(key)
-        elif tuple(value.shape) != tuple(target[name].shape):
-            report.skipped[key] = (f"checkpoint {list(value.shape)}, "
-                                   f"model {name} {list(target[name].shape)}")
-        else:
-            converted[name] = value
-            report.loaded.append(name)
-    report.missing = [key for key in target if key not in converted]
+    renamed = {next((c for c in _candidates(key) if c in target), key): value
+               for key, value in source.items()}
+    report, converted = compare_state_dicts(target, renamed,
+                                            "torchvision -> timm backbone checkpoint")
     return converted, report
 
 

@@ -8,16 +8,18 @@ For DenseNet, timm's last feature is ``features.norm5``, a BatchNorm *with* ReLU
 (``BatchNormAct2d``), so ``final`` is torchvision's ``relu(densenet.features(x))``: the input of
 torchvision's classifier pooling. (The VinDr-SpineXR classifier pooled ``features`` without that
 ReLU; see the spec's weak point 13.) Weights in torchvision layout convert with
-:meth:`TimmBackbone.convert_torchvision_state_dict` (see :mod:`.checkpoint`).
+:meth:`TimmBackbone.convert_torchvision_state_dict` (see :mod:`.checkpoint`). timm is imported
+when a backbone is built, not when this module is.
 """
 from typing import Dict, Mapping, Sequence, Tuple
 
-import timm
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import Tensor
 
-from .checkpoint import CheckpointReport, convert_torchvision_to_timm
+from vertspine.utils.checkpoint_report import CheckpointReport
+
+from .checkpoint import convert_torchvision_to_timm
 
 __all__ = ["TimmBackbone", "build_timm_backbone"]
 
@@ -38,6 +40,8 @@ class TimmBackbone(Backbone):
             in_chans: input channels.
             out_indices: feature_info indices to return ([] = all).
         """
+        import timm  # here, so that importing vertspine does not import timm
+
         super().__init__()
         if name not in timm.list_models():
             raise ValueError(f"MODEL.TIMM.NAME {name!r} is not a timm model; see "

@@ -4,7 +4,7 @@ Importing this package registers the ``SparseRCNN`` meta-architecture. Configure
 :func:`add_sparse_rcnn_config` (``MODEL.SPARSE_RCNN``); load official checkpoints with
 :func:`load_sparse_rcnn_checkpoint`.
 """
-from .checkpoint import CheckpointReport, load_sparse_rcnn_checkpoint, read_state_dict
+from .checkpoint import load_sparse_rcnn_checkpoint
 from .config import add_sparse_rcnn_config
 from .detector import SparseRCNN
 from .head import DynamicConv, DynamicHead, RCNNHead
@@ -12,7 +12,6 @@ from .loss import SetCriterion
 from .matcher import HungarianMatcher
 
 __all__ = [
-    "CheckpointReport",
     "DynamicConv",
     "DynamicHead",
     "HungarianMatcher",
@@ -21,5 +20,4 @@ __all__ = [
     "SparseRCNN",
     "add_sparse_rcnn_config",
     "load_sparse_rcnn_checkpoint",
-    "read_state_dict",
 ]

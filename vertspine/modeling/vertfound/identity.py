@@ -8,9 +8,11 @@ cache stores the description it was made with and :func:`~.cache.compare_identit
 import os
 from typing import Any, Dict
 
+from vertspine.utils.file_io import file_sha256
+
 from .cache import state_fingerprint
 from .clip_encoder import clip_preprocess_description
-from .sam_encoder import SAM_PREPROCESSING, file_sha256
+from .sam_encoder import SAM_PREPROCESSING
 
 __all__ = ["describe_weights", "embedding_identity"]
 

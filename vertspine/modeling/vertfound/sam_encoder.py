@@ -6,7 +6,6 @@ mask decoder's width (256 for the official models). :class:`SamBoxEncoder` compu
 segment_anything's own modules, running the image encoder once per image and the prompt encoder
 and two-way transformer batched over all boxes; the mask upscaling and IoU head are skipped.
 """
-import hashlib
 import logging
 import os
 from typing import List, Sequence, Tuple
@@ -25,7 +24,7 @@ from vertspine.layers.sam import (
     resized_shape,
 )
 
-__all__ = ["SAM_PREPROCESSING", "SamBoxEncoder", "build_vertfound_sam", "file_sha256"]
+__all__ = ["SAM_PREPROCESSING", "SamBoxEncoder", "build_vertfound_sam"]
 
 logger = logging.getLogger(__name__)
 SAM_MODEL_TYPES = (*SAM_SIZES, "tiny")
@@ -34,15 +33,6 @@ _TINY = "MODEL.VERTFOUND.SAM.TINY."
 _TINY_KEYS = {"image_size": _TINY + "IMAGE_SIZE", "patch_size": _TINY + "PATCH_SIZE",
               "encoder_dim": _TINY + "ENCODER_DIM", "encoder_heads": _TINY + "ENCODER_HEADS",
               "encoder_depth": _TINY + "ENCODER_DEPTH"}
-
-
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_vertfound_sam(model_type: str, checkpoint: str = "", seed: int = 0,
