@@ -5,8 +5,8 @@ Three key layouts (``MODEL.LVMMED.WEIGHTS_LAYOUT``):
 - ``torchvision_resnet50``: torchvision ResNet names (``conv1``, ``bn1``,
   ``layerN.i.{convK,bnK,downsample.0/1}``, ``fc``), the layout of ``lvmmed_resnet.torch`` and of
   torchvision's ImageNet files. Converted to detectron2's ResNet names (:func:`torchvision_to_d2`)
-  for the detectron2 backbones; ``fc.*`` is dropped. (The generic U-Net,
-  :mod:`vertspine.modeling.segmentation`, loads this layout into smp's encoder under its own names.)
+  for the detectron2 backbones; ``fc.*`` is dropped. (The segmentation family's U-Net
+  loads this layout into smp's encoder under its own names.)
 - ``sam_vit_b``: SAM image-encoder names (``patch_embed.proj``, ``blocks.i.*``, ``neck.0-3``), the
   layout of ``lvmmed_vit.pth``. A full SAM checkpoint is accepted: its ``image_encoder.*`` keys
   are taken (prefix removed) and the prompt encoder / mask decoder keys dropped
