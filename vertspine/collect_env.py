@@ -13,7 +13,8 @@ from tabulate import tabulate
 __all__ = ["collect_env_info"]
 
 _LIBRARIES = (
-    "numpy", "PIL", "cv2", "pycocotools", "pydicom", "scipy", "fvcore", "iopath",
+    "numpy", "PIL", "cv2", "pycocotools", "pydicom", "pylibjpeg", "libjpeg", "openjpeg", "rle",
+    "scipy", "fvcore", "iopath",
     "segment_anything", "open_clip", "timm", "monai", "sklearn", "skimage", "nibabel",
     "onnxruntime",
 )

@@ -124,6 +124,18 @@ def test_series_order_spacing_and_affine(tmp_path):
     assert meta.source == str(tmp_path / "series") and meta.original_dtype == np.uint16
 
 
+def test_series_spacing_comes_from_positions_not_slice_thickness(tmp_path):
+    paths = write_series(str(tmp_path / "series"), n=4)
+    for path in paths.values():  # overlapping slices: 5 mm thick, GAP = 2.5 mm apart
+        ds = pydicom.dcmread(path)
+        ds.SliceThickness = 5.0
+        ds.save_as(path)
+    volume, meta = read_volume(str(tmp_path / "series"))
+    assert volume.shape == (H, W, 4)
+    assert meta.spacing[2] == pytest.approx(GAP, abs=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(meta.affine[:3, 2]), GAP, atol=1e-5)
+
+
 def test_series_ignores_non_dicom_files(tmp_path):
     write_series(str(tmp_path), n=3)
     (tmp_path / "README.txt").write_text("scanner notes")
@@ -157,7 +169,7 @@ def test_series_with_a_missing_slice(tmp_path):
 def test_series_with_duplicated_position(tmp_path):
     positions = [ORIGIN + k * GAP * NORMAL for k in (0, 1, 1, 2)]
     write_series(str(tmp_path), n=4, positions=positions)
-    with pytest.raises(ImageReadError, match="same position.*one file per position"):
+    with pytest.raises(ImageReadError, match="same position.*one slice per position"):
         read_volume(str(tmp_path))
 
 

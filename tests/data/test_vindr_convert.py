@@ -6,7 +6,9 @@ import sys
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
+from pydicom.uid import JPEG2000Lossless
 
 import vertspine  # noqa: F401  (first)
 from vertspine.data import phantom
@@ -163,6 +165,32 @@ def test_sixteen_bit_pngs(tmp_path, converted):
     stored = release.stored_pixels((40, 32), "imgT2")
     assert png.dtype == np.uint16
     assert np.array_equal(png, release.expected_uint16(stored, "MONOCHROME1"))
+
+
+def test_compressed_and_headerless_dicoms_convert_like_the_originals(tmp_path):
+    """A JPEG 2000 (lossless) file and a bare dataset without file meta, as archives hold them,
+    give the PNGs of the uncompressed originals."""
+    root = release.write_release(str(tmp_path / "r"))
+    folder = os.path.join(root, "train_images")
+    compressed = os.path.join(folder, "sA", "seA", "imgA1.dicom")
+    ds = pydicom.dcmread(compressed)
+    ds.compress(JPEG2000Lossless)
+    ds.save_as(compressed)
+    bare = os.path.join(folder, "sC", "seC", "imgC1.dicom")
+    ds = pydicom.dcmread(bare)
+    del ds.file_meta
+    ds.preamble = None
+    pydicom.dcmwrite(bare, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    out = str(tmp_path / "o")
+    convert_vindr(root, out, ConversionOptions(val_fraction=0.4, seed=3))
+    for image_id in ("imgA1", "imgC1"):
+        _, _, shape, photometric, _ = release.TRAIN[image_id]
+        split = "train" if os.path.isfile(os.path.join(out, "images", "train", f"{image_id}.png")) \
+            else "val"
+        png = cv2.imread(os.path.join(out, "images", split, f"{image_id}.png"),
+                         cv2.IMREAD_UNCHANGED)
+        expected = release.expected_uint8(release.stored_pixels(shape, image_id), photometric)
+        assert np.array_equal(png, expected)
 
 
 def test_output_of_other_settings_is_refused_without_overwrite(converted):

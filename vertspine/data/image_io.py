@@ -14,9 +14,9 @@ real values and meta, then :func:`to_display_uint8` is the one uint8 conversion:
 * 8-bit PNG/JPEG/TIFF/BMP: pixel values unchanged. An alpha channel is dropped.
 * 16-bit (and float) PNG/TIFF: linear min-max of the image to 0..255 (:func:`min_max_to_uint8`),
   colour images jointly over all channels so hues are kept.
-* DICOM (``.dcm``/``.dicom``, or any file with the ``DICM`` preamble): the display values of
-  :func:`read_dicom` (modality LUT, VOI LUT or window, MONOCHROME1 inverted) then
-  :func:`min_max_to_uint8`.
+* DICOM (``.dcm``/``.dicom``, or any file with the ``DICM`` preamble; compressed or without
+  file meta): the display values of :func:`read_dicom` (modality LUT, VOI LUT or window,
+  MONOCHROME1 inverted; colour as RGB) then :func:`min_max_to_uint8` (colour: kept as uint8).
 * Grayscale sources become 3 channels in one place, :func:`to_three_channels` (all channels
   equal); colour becomes ``"L"`` with ITU-R BT.601 luma (OpenCV's colour-to-gray conversion).
 
@@ -72,25 +72,33 @@ def read_image(path: PathLike, format: str = "BGR") -> np.ndarray:
 
 
 def read_dicom(path: PathLike, apply_voi: bool = True) -> np.ndarray:
-    """The display values of a grayscale single-frame DICOM, before quantisation.
+    """The display values of a single-frame DICOM image, before quantisation.
 
-    Steps: stored pixels -> modality LUT (RescaleSlope/RescaleIntercept or Modality LUT
-    Sequence) -> if ``apply_voi``, the VOI LUT Sequence or the first WindowCenter/WindowWidth
-    (pydicom's ``apply_voi_lut``; unchanged when the file has neither) -> MONOCHROME1 inverted
-    within the image's own range (``max + min - v``), so larger always means brighter.
-    (:class:`~vertspine.data.readers.DicomReader` without options gives the modality values,
-    e.g. Hounsfield units, uninverted.)
+    Grayscale steps: stored pixels -> modality LUT (RescaleSlope/RescaleIntercept or Modality
+    LUT Sequence) -> if ``apply_voi``, the VOI LUT Sequence or the first
+    WindowCenter/WindowWidth (pydicom's ``apply_voi_lut``; unchanged when the file has neither)
+    -> MONOCHROME1 inverted within the image's own range (``max + min - v``), so larger always
+    means brighter. Colour files give their RGB values. Compressed and header-less files read
+    as :mod:`vertspine.data.readers.dicom` describes. (:class:`~vertspine.data.readers.
+    DicomReader` without options gives the modality values, e.g. Hounsfield units, uninverted.)
 
     Args:
         path: the DICOM file.
         apply_voi: apply the VOI LUT / window; False keeps modality values (e.g. Hounsfield).
     Returns:
-        float32 array [H, W], row 0 = top.
+        float32 [H, W] (grayscale) or [H, W, 3] RGB in the stored dtype (colour); row 0 = top.
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ImageReadError: not DICOM, no pixel data, colour or multi-frame, or undecodable.
+        ImageReadError: not DICOM, no pixel data, undecodable, or several frames (a volume:
+            read it with :func:`vertspine.data.readers.read_volume`).
     """
-    return DicomReader(apply_voi=apply_voi, invert_monochrome1=True).read(path)[0]
+    values, meta = DicomReader(apply_voi=apply_voi, invert_monochrome1=True).read(path)
+    if meta.spatial_dims != 2:
+        raise ImageReadError(
+            f"{os.fspath(path)}: a multi-frame DICOM of shape {values.shape} is a volume, not a "
+            "2D image; read it with vertspine.data.readers.read_volume."
+        )
+    return values
 
 
 def to_display_uint8(array: np.ndarray, meta: ImageMeta, format: str = "BGR") -> np.ndarray:

@@ -11,7 +11,8 @@ convention; DICOM's LPS is converted). The 2D detection path converts to uint8 a
 one explicit step (:func:`vertspine.data.image_io.to_display_uint8`).
 
 Formats (:func:`supported_endings`): PNG/JPEG/TIFF/BMP (:class:`RasterReader`), DICOM single
-file (:class:`DicomReader`) and series folder (:class:`DicomSeriesReader`), NIfTI
+file (:class:`DicomReader`: grayscale or colour, compressed or not, with or without file meta;
+a multi-frame file is a volume) and series folder (:class:`DicomSeriesReader`), NIfTI
 (:class:`NiftiReader`), NumPy ``.npy`` (:class:`NpyReader`) and CVPR24-MedSAM ``.npz``
 (:class:`NpzReader`). A new format: subclass :class:`ImageReader` and decorate it with
 :func:`register_reader`.

@@ -1,17 +1,29 @@
-"""Single-file DICOM: one grayscale frame in its modality values (e.g. Hounsfield units).
+"""Single-file DICOM: grayscale or colour, one frame (an image) or several (a volume).
 
-Values: stored pixels -> modality LUT (RescaleSlope/RescaleIntercept or the Modality LUT
-Sequence) -> optionally the VOI LUT / window (``apply_voi``, off by default) -> optionally
-MONOCHROME1 inverted within the image's range (``invert_monochrome1``, a display step, off by
-default). float32 [H, W], row 0 = top.
+Parsing: a PS3.10 file (preamble, ``DICM``, file meta) or, for older archives, a bare dataset
+without file meta (read with pydicom's ``force=True``; its transfer syntax is inferred from how
+the dataset is encoded: implicit/explicit VR, little/big endian). A bare dataset with compressed
+(encapsulated) pixel data names no codec and is refused; so is a file that is not DICOM at all.
 
-Geometry: spacing ``(row, column)`` from PixelSpacing (ImagerPixelSpacing for projection
-radiographs without it; 1 mm when neither is present). The affine maps index ``(row, column)``
-through ImageOrientationPatient/ImagePositionPatient (DICOM LPS converted to RAS) where the file
-has them, else it is ``diag(spacing, 1)``.
+Decoding: native and compressed transfer syntaxes (JPEG baseline/extended/lossless, JPEG-LS,
+JPEG 2000, RLE) through pydicom's decoders, with the ``pylibjpeg`` plugins that
+``requirements.txt`` installs.
 
-Compressed transfer syntaxes need a pydicom decoder; colour and multi-frame objects raise
-:class:`~.base.ImageReadError` (not supported yet).
+Grayscale values: stored pixels -> modality LUT (RescaleSlope/RescaleIntercept, the Modality LUT
+Sequence, or an enhanced object's per-frame Pixel Value Transformation; RT Dose grids are
+multiplied by DoseGridScaling, giving Gy) -> optionally the VOI LUT / window (``apply_voi``, off
+by default) -> optionally MONOCHROME1 inverted within the array's range
+(``invert_monochrome1``, a display step, off by default). float32.
+
+Colour (RGB, YBR_FULL, YBR_FULL_422, YBR_ICT, YBR_RCT, PALETTE COLOR): converted to RGB
+(pydicom's YCbCr conversion, or its palette LUT), channels last, in the decoded dtype (uint8,
+or uint16 for 16-bit data and palettes); no modality LUT applies to colour.
+
+Layout and geometry: one frame gives ``[H, W]`` (or ``[H, W, 3]``), row 0 = top, spacing
+``(row, column)`` from PixelSpacing (ImagerPixelSpacing for projection radiographs without it;
+1 mm when neither is present), the affine through ImageOrientationPatient/ImagePositionPatient
+where present (else ``diag(spacing, 1)``). Several frames give a volume ``[H, W, F]`` (or
+``[H, W, F, 3]``), see :mod:`.dicom_frames` for frame order, spacing and affine.
 """
 import io
 import os
@@ -19,44 +31,47 @@ from typing import Optional, Tuple
 
 import numpy as np
 import pydicom
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .base import (
-    ImageMeta,
-    ImageReadError,
-    ImageReader,
-    PathLike,
-    axcodes,
-    check_spacing,
-    read_file_bytes,
-    scaling_affine,
+from .base import ImageMeta, ImageReadError, ImageReader, PathLike, axcodes, read_file_bytes
+from .dicom_frames import frame_rescale, multiframe_geometry
+from .dicom_geometry import (
+    orientation_cosines,
+    pixel_spacing,
+    position_vector,
+    single_slice_affine,
+    slice_thickness,
 )
 from .registry import register_reader
 
 __all__ = [
+    "COLOUR_PHOTOMETRICS",
     "DicomReader",
-    "LPS_TO_RAS",
+    "decoded_frames",
     "modality_values",
-    "orientation_cosines",
     "parse_dicom",
-    "series_affine",
-    "slice_normal",
-    "slice_thickness",
-    "stored_pixels",
 ]
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM patient (LPS) -> nibabel world (RAS)
-_GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
+GRAYSCALE_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
+COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 _PIXEL_KEYS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_ENCODING_SYNTAX = {  # (implicit VR, little endian) -> the transfer syntax of a bare dataset
+    (True, True): ImplicitVRLittleEndian,
+    (False, True): ExplicitVRLittleEndian,
+    (False, False): ExplicitVRBigEndian,
+}
 
 
 @register_reader
 class DicomReader(ImageReader):
-    """A grayscale single-frame DICOM file (``.dcm``, ``.dicom`` or any file with ``DICM``).
+    """A DICOM image file (``.dcm``, ``.dicom`` or any file with ``DICM``); module docstring.
 
     Args:
-        apply_voi: apply the VOI LUT Sequence or first WindowCenter/WindowWidth (display values).
+        apply_voi: apply the VOI LUT Sequence or first WindowCenter/WindowWidth (display
+            values; grayscale only).
         invert_monochrome1: invert MONOCHROME1 images (``max + min - v``), so larger values
             always display brighter.
     """
@@ -69,82 +84,154 @@ class DicomReader(ImageReader):
         self.invert_monochrome1 = invert_monochrome1
 
     def read(self, path: PathLike) -> Tuple[np.ndarray, ImageMeta]:
-        """float32 [H, W] values and their meta (see the module docstring)."""
+        """The values ([H, W], [H, W, 3], [H, W, F] or [H, W, F, 3]) and their meta."""
         return self.decode(path, read_file_bytes(path))
 
     def decode(self, path: PathLike, data: bytes) -> Tuple[np.ndarray, ImageMeta]:
         """:meth:`read` on the file's content ``data`` (``path`` names it in errors)."""
         dataset = parse_dicom(path, data)
-        pixels = stored_pixels(path, dataset)
-        values = modality_values(path, dataset, pixels, apply_voi=self.apply_voi)
+        frames = decoded_frames(path, dataset)
+        colour = frames.ndim == 4
+        values = frames if colour else self._grayscale_values(path, dataset, frames)
+        source = os.fspath(path)
+        if len(frames) > 1:
+            order, spacing, affine = multiframe_geometry(path, dataset, len(frames))
+            values = np.moveaxis(values[order], 0, 2)  # [F, H, W(, 3)] -> [H, W, F(, 3)]
+            dims = 3
+        else:
+            values = values[0]
+            spacing = pixel_spacing(path, dataset)
+            affine = _slice_affine(path, dataset, spacing)
+            dims = 2
+        meta = ImageMeta(spacing=spacing, affine=affine, orientation=axcodes(affine, dims),
+                         original_dtype=frames.dtype, spatial_dims=dims, source=source,
+                         channel_order="RGB" if colour else None)
+        return np.ascontiguousarray(values), meta
+
+    def _grayscale_values(self, path: PathLike, dataset: pydicom.Dataset,
+                          frames: np.ndarray) -> np.ndarray:
+        """float32 [F, H, W] modality (or display) values of the stored ``frames``."""
+        values = np.stack([modality_values(path, dataset, frame, index, apply_voi=self.apply_voi)
+                           for index, frame in enumerate(frames)])
         if self.invert_monochrome1 and dataset.PhotometricInterpretation == "MONOCHROME1":
             values = values.max() + values.min() - values
-        spacing = _pixel_spacing(path, dataset)
-        affine = _slice_affine(path, dataset, spacing, slice_thickness(dataset))
-        meta = ImageMeta(spacing=spacing, affine=affine, orientation=axcodes(affine, 2),
-                         original_dtype=pixels.dtype, spatial_dims=2, source=os.fspath(path))
-        return values.astype(np.float32), meta
+        return values.astype(np.float32)
 
 
 def parse_dicom(path: PathLike, data: Optional[bytes] = None) -> pydicom.Dataset:
     """Parse a DICOM file (or its content ``data``), requiring pixel data.
 
+    A file without the PS3.10 preamble and file meta is parsed as a bare dataset and given
+    the transfer syntax its encoding shows (module docstring).
+
     Raises:
-        ImageReadError: not DICOM (no preamble), or no pixel data (e.g. a report or DICOMDIR).
+        ImageReadError: not DICOM; no pixel data (e.g. a report or DICOMDIR); a bare dataset
+            with compressed pixel data.
     """
+    source = os.fspath(path)
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data) if data is not None else os.fspath(path))
-    except (InvalidDicomError, EOFError, OSError, ValueError) as e:
-        raise ImageReadError(
-            f"{os.fspath(path)}: not a readable DICOM file ({e}). A DICOM file needs the 128-byte "
-            "preamble and 'DICM' (PS3.10); re-export it, or rename it if it is not DICOM."
-        ) from e
+        dataset = pydicom.dcmread(io.BytesIO(data) if data is not None else source)
+    except InvalidDicomError:
+        dataset = _parse_bare_dataset(source, data)
+    except (EOFError, OSError, ValueError) as e:
+        raise ImageReadError(f"{source}: not a readable DICOM file ({e}); it is truncated or "
+                             "corrupt: re-export or re-copy it.") from e
     if not any(key in dataset for key in _PIXEL_KEYS):
         raise ImageReadError(
-            f"{os.fspath(path)}: DICOM file without pixel data (SOP class "
-            f"{dataset.get('SOPClassUID', 'unknown')}), e.g. a report or DICOMDIR: it is not an "
-            "image; remove it from the dataset."
+            f"{source}: DICOM file without pixel data (SOP class "
+            f"{dataset.get('SOPClassUID', 'unknown')}), e.g. a report, RT plan, waveform or "
+            "DICOMDIR: it is not an image; remove it from the dataset."
         )
+    if "TransferSyntaxUID" not in dataset.file_meta:
+        _set_inferred_transfer_syntax(source, dataset)
     return dataset
 
 
-def stored_pixels(path: PathLike, dataset: pydicom.Dataset) -> np.ndarray:
-    """The stored values [H, W] of a grayscale single-frame DICOM dataset.
+def _parse_bare_dataset(source: str, data: Optional[bytes]) -> pydicom.Dataset:
+    """A dataset without the preamble and file meta, or ImageReadError if it is not DICOM."""
+    not_dicom = (f"{source}: not a readable DICOM file: it has neither the DICOM preamble "
+                 "('DICM' after 128 bytes) nor a valid bare DICOM dataset. Re-export it, or rename "
+                 "it if it is not DICOM.")
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data) if data is not None else source, force=True)
+        keywords = {element.keyword for element in dataset}  # parses every element
+    except Exception as e:  # pydicom raises many types on non-DICOM bytes
+        raise ImageReadError(f"{not_dicom} ({type(e).__name__}: {e})") from e
+    if not keywords & {"SOPClassUID", "Rows", "PixelData", "Modality"}:
+        raise ImageReadError(not_dicom)
+    return dataset
+
+
+def _set_inferred_transfer_syntax(source: str, dataset: pydicom.Dataset) -> None:
+    """Give a dataset without a Transfer Syntax UID the one its encoding shows."""
+    pixel_key = next(key for key in _PIXEL_KEYS if key in dataset)
+    if dataset[pixel_key].is_undefined_length:
+        raise ImageReadError(
+            f"{source}: compressed (encapsulated) pixel data but no file meta naming the transfer "
+            "syntax, so the codec is unknown; re-export the file with its DICOM header (e.g. "
+            "dcmtk's dcmconv, or pydicom's save_as with file_meta.TransferSyntaxUID)."
+        )
+    syntax = _ENCODING_SYNTAX.get(tuple(dataset.original_encoding))
+    if syntax is None:
+        raise ImageReadError(f"{source}: unknown dataset encoding {dataset.original_encoding}; "
+                             "re-export the file with its DICOM header.")
+    if not hasattr(dataset, "file_meta") or dataset.file_meta is None:
+        dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = syntax
+
+
+def decoded_frames(path: PathLike, dataset: pydicom.Dataset) -> np.ndarray:
+    """The decoded pixels with a frame axis: grayscale [F, H, W] stored values, colour
+    [F, H, W, 3] RGB.
 
     Raises:
-        ImageReadError: colour, multi-frame, or pixel data that cannot be decoded.
+        ImageReadError: an unknown PhotometricInterpretation, or pixel data that cannot be
+            decoded.
     """
     photometric = dataset.get("PhotometricInterpretation")
-    if photometric not in _GRAYSCALE:
+    if photometric not in GRAYSCALE_PHOTOMETRICS + COLOUR_PHOTOMETRICS:
         raise ImageReadError(
-            f"{os.fspath(path)}: PhotometricInterpretation is {photometric!r}; only grayscale "
-            f"{_GRAYSCALE} DICOM is supported. Convert it to PNG first."
+            f"{os.fspath(path)}: PhotometricInterpretation is {photometric!r}; vertspine reads "
+            f"{GRAYSCALE_PHOTOMETRICS + COLOUR_PHOTOMETRICS}. Fix the header or convert the file."
         )
     try:
-        pixels = dataset.pixel_array
+        pixels = dataset.pixel_array  # YBR_* are converted to RGB by pydicom's decoders
+        if photometric == "PALETTE COLOR":
+            pixels = apply_color_lut(pixels, dataset)
     except Exception as e:  # pydicom raises many types here; re-raised with the file named
         raise ImageReadError(
             f"{os.fspath(path)}: cannot decode the DICOM pixel data (transfer syntax "
-            f"{dataset.file_meta.get('TransferSyntaxUID', 'unknown')}): {e}. For compressed "
-            "DICOM install a pydicom decoder (pylibjpeg, python-gdcm) or decompress the file."
+            f"{dataset.file_meta.get('TransferSyntaxUID', 'unknown')}): {e}. The decoders of "
+            "requirements.txt (pylibjpeg, -libjpeg, -openjpeg, -rle) read JPEG, JPEG-LS, JPEG 2000 "
+            "and RLE; check them with `python -m vertspine.collect_env`, or decompress the file "
+            "(dcmtk's dcmdjpeg, gdcmconv --raw)."
         ) from e
-    if pixels.ndim != 2:
-        raise ImageReadError(
-            f"{os.fspath(path)}: pixel array of shape {pixels.shape}: multi-frame DICOM is not "
-            "supported; split it into single-frame files."
-        )
+    colour = photometric in COLOUR_PHOTOMETRICS
+    single_frame_dims = 3 if colour else 2
+    if pixels.ndim == single_frame_dims:
+        pixels = pixels[None]
+    if pixels.ndim != single_frame_dims + 1:
+        raise ImageReadError(f"{os.fspath(path)}: decoded pixel array of shape {pixels.shape} "
+                             f"does not match PhotometricInterpretation {photometric!r}.")
     return pixels
 
 
-def modality_values(path: PathLike, dataset: pydicom.Dataset, pixels: np.ndarray, *,
-                    apply_voi: bool) -> np.ndarray:
-    """Stored ``pixels`` -> modality LUT -> (if ``apply_voi``) VOI LUT / window; float64.
+def modality_values(path: PathLike, dataset: pydicom.Dataset, pixels: np.ndarray,
+                    frame: int = 0, *, apply_voi: bool) -> np.ndarray:
+    """Stored grayscale ``pixels`` of ``frame`` -> modality LUT -> (if ``apply_voi``) VOI LUT /
+    window; float64, same shape.
 
     Raises:
         ImageReadError: an invalid LUT or window (e.g. WindowWidth < 1).
     """
     try:
-        values = apply_modality_lut(pixels, dataset)
+        rescale = frame_rescale(dataset, frame)
+        if rescale is not None:
+            values = pixels * rescale[0] + rescale[1]
+        else:
+            values = apply_modality_lut(pixels, dataset)
+        if dataset.get("DoseGridScaling") not in (None, ""):
+            values = values * float(dataset.DoseGridScaling)
         if apply_voi:
             values = apply_voi_lut(values, dataset)
     except (AttributeError, ValueError) as e:  # e.g. WindowWidth < 1, incomplete LUT
@@ -152,86 +239,13 @@ def modality_values(path: PathLike, dataset: pydicom.Dataset, pixels: np.ndarray
             f"{os.fspath(path)}: invalid modality/VOI LUT or window ({e}); fix the DICOM "
             "header, or read it with read_dicom(path, apply_voi=False)."
         ) from e
-    return values.astype(np.float64)
+    return np.asarray(values, dtype=np.float64)
 
 
-def orientation_cosines(path: PathLike, dataset: pydicom.Dataset) -> Optional[np.ndarray]:
-    """ImageOrientationPatient as [2, 3] (row direction, column direction) in LPS, or None.
-
-    Row direction: the way a row runs (column index increasing); column direction: the way a
-    column runs (row index increasing), PS3.3 C.7.6.2.1.1.
-
-    Raises:
-        ImageReadError: the attribute is present but not two unit, orthogonal vectors.
-    """
-    if "ImageOrientationPatient" not in dataset:
-        return None
-    cosines = np.asarray([float(v) for v in dataset.ImageOrientationPatient]).reshape(-1, 3)
-    if (cosines.shape != (2, 3) or not np.allclose(np.linalg.norm(cosines, axis=1), 1, atol=1e-3)
-            or abs(cosines[0] @ cosines[1]) > 1e-3):
-        raise ImageReadError(
-            f"{os.fspath(path)}: ImageOrientationPatient {cosines.ravel().tolist()} is not two "
-            "orthogonal unit vectors; fix the DICOM header."
-        )
-    return cosines
-
-
-def _pixel_spacing(path: PathLike, dataset: pydicom.Dataset) -> Tuple[float, float]:
-    """(row spacing, column spacing) in mm: PixelSpacing, ImagerPixelSpacing, or (1, 1)."""
-    for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        if dataset.get(key):
-            return check_spacing(path, dataset.get(key), 2,
-                                 f"fix the DICOM {key} (row spacing \\ column spacing, mm).")
-    return (1.0, 1.0)
-
-
-def slice_thickness(dataset: pydicom.Dataset) -> float:
-    """The slice's extent along its normal: SpacingBetweenSlices, SliceThickness, or 1 mm."""
-    for key in ("SpacingBetweenSlices", "SliceThickness"):
-        value = dataset.get(key)
-        if value not in (None, "") and float(value) > 0:
-            return float(value)
-    return 1.0
-
-
-def _slice_affine(path: PathLike, dataset: pydicom.Dataset, spacing: Tuple[float, float],
-                  thickness: float) -> np.ndarray:
-    """RAS affine of index (row, column, k) of one slice, or diag(spacing, 1) without geometry."""
-    cosines = orientation_cosines(path, dataset)
-    if cosines is None or "ImagePositionPatient" not in dataset:
-        return scaling_affine(spacing)
-    return series_affine(cosines, [float(v) for v in dataset.ImagePositionPatient], spacing,
-                         slice_normal(cosines) * thickness)
-
-
-def slice_normal(cosines: np.ndarray) -> np.ndarray:
-    """The unit slice normal ``column direction x row direction`` (LPS), as nibabel's.
-
-    With it, index axes (row, column, slice) form a right-handed frame, as nibabel's DICOM
-    wrappers choose (SimpleITK indexes (column, row, slice) and so uses the opposite normal).
-    """
-    normal = np.cross(cosines[1], cosines[0])
-    return normal / np.linalg.norm(normal)
-
-
-def series_affine(cosines: np.ndarray, first_position, spacing: Tuple[float, float],
-                  slice_step: np.ndarray) -> np.ndarray:
-    """The RAS+ affine of voxel index (row, column, slice).
-
-    Args:
-        cosines: [2, 3] row and column direction cosines (LPS), see :func:`orientation_cosines`.
-        first_position: ImagePositionPatient of the first slice (LPS mm): the centre of its
-            first transmitted pixel.
-        spacing: (row spacing, column spacing) in mm (PixelSpacing order).
-        slice_step: LPS mm vector from one slice's position to the next.
-    Returns:
-        float64 [4, 4]: column 0 = column direction * row spacing (moving down a row), column 1
-        = row direction * column spacing, column 2 = ``slice_step``, column 3 = position;
-        x and y negated (LPS -> RAS).
-    """
-    affine = np.eye(4)
-    affine[:3, 0] = cosines[1] * spacing[0]
-    affine[:3, 1] = cosines[0] * spacing[1]
-    affine[:3, 2] = slice_step
-    affine[:3, 3] = first_position
-    return LPS_TO_RAS @ affine
+def _slice_affine(path: PathLike, dataset: pydicom.Dataset,
+                  spacing: Tuple[float, float]) -> np.ndarray:
+    """RAS affine of one slice's index (row, column, k) (see :func:`single_slice_affine`)."""
+    cosines = orientation_cosines(path, dataset.get("ImageOrientationPatient"))
+    position = dataset.get("ImagePositionPatient")
+    return single_slice_affine(cosines, None if position is None else
+                               position_vector(path, position), spacing, slice_thickness(dataset))

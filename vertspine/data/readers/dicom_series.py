@@ -10,7 +10,7 @@ Files: every non-hidden regular file of the folder with a ``.dcm``/``.dicom`` en
   naming the files on either side.
 
 Slices are sorted by their position projected on the normal ``column direction x row
-direction`` (:func:`.dicom.slice_normal`). Array: float32 ``[rows, columns, slices]`` (each
+direction`` (:func:`.dicom_geometry.slice_normal`). Array: float32 ``[rows, columns, slices]`` (each
 slice as :mod:`.dicom` reads it, with its own modality LUT), i.e. index ``(i, j, k)`` = (row,
 column, slice), a right-handed frame, as nibabel's DICOM wrappers index a series. (SimpleITK's
 ``GetArrayFromImage`` gives ``[slice, row, column]`` with the slices in the opposite order.)
@@ -27,16 +27,15 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pydicom
 
-from .base import ImageMeta, ImageReadError, ImageReader, PathLike, axcodes, check_spacing
-from .dicom import (
-    DicomReader,
-    modality_values,
+from .base import ImageMeta, ImageReadError, ImageReader, PathLike, axcodes
+from .dicom import DicomReader, decoded_frames, modality_values, parse_dicom
+from .dicom_geometry import (
     orientation_cosines,
-    parse_dicom,
+    pixel_spacing,
+    position_vector,
     series_affine,
-    slice_normal,
     slice_thickness,
-    stored_pixels,
+    sort_along_normal,
 )
 from .registry import DICOM_SERIES_READER, has_dicom_preamble, register_reader
 
@@ -46,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 _LISTED = 5  # files quoted per error
 _ORIENTATION_TOLERANCE = 1e-4  # direction cosines that differ by more are another orientation
-_GAP_TOLERANCE = 0.01  # relative difference of slice gaps (or 0.01 mm, the larger) accepted
 
 
 @register_reader
@@ -66,13 +64,17 @@ class DicomSeriesReader(ImageReader):
         _check_one_series(folder, datasets)
         _check_same_size(folder, datasets)
         cosines = _common_orientation(folder, datasets)
-        ordered, step = _sorted_by_position(folder, datasets, cosines)
-        first_file, first = ordered[0]
-        spacing = _spacing(first_file, first)
-        pixels = [stored_pixels(f, d) for f, d in ordered]
+        names = [os.path.basename(f) for f, _ in datasets]
+        positions = [position_vector(f, d.ImagePositionPatient) for f, d in datasets]
+        # one slice: its step along the normal is the first file's slice thickness
+        order, step = sort_along_normal(folder, names, positions, cosines,
+                                        slice_thickness(datasets[0][1]))
+        ordered = [datasets[i] for i in order]
+        spacing = pixel_spacing(ordered[0][0], ordered[0][1], required=True)
+        pixels = [_single_grayscale_frame(f, d) for f, d in ordered]
         volume = np.stack([modality_values(f, d, p, apply_voi=False)
                            for (f, d), p in zip(ordered, pixels)], axis=-1).astype(np.float32)
-        affine = series_affine(cosines, _position(first_file, first), spacing, step)
+        affine = series_affine(cosines, positions[order[0]], spacing, step)
         meta = ImageMeta(spacing=(*spacing, float(np.linalg.norm(step))), affine=affine,
                          orientation=axcodes(affine, 3), original_dtype=pixels[0].dtype,
                          spatial_dims=3, source=folder)
@@ -124,7 +126,7 @@ def _common_orientation(folder: str, datasets) -> np.ndarray:
     """The [2, 3] direction cosines shared by every slice (ImageReadError if absent/differing)."""
     cosines = []
     for file, dataset in datasets:
-        value = orientation_cosines(file, dataset)
+        value = orientation_cosines(file, dataset.get("ImageOrientationPatient"))
         if value is None or "ImagePositionPatient" not in dataset:
             raise ImageReadError(
                 f"{file}: no ImageOrientationPatient/ImagePositionPatient; slices cannot be "
@@ -142,54 +144,13 @@ def _common_orientation(folder: str, datasets) -> np.ndarray:
     return cosines[0]
 
 
-def _position(file: str, dataset: pydicom.Dataset) -> np.ndarray:
-    """ImagePositionPatient (LPS mm) as a float64 [3] vector."""
-    position = np.asarray([float(v) for v in dataset.ImagePositionPatient], dtype=np.float64)
-    if position.shape != (3,) or not np.isfinite(position).all():
-        raise ImageReadError(f"{file}: ImagePositionPatient {position.tolist()} is not 3 finite "
-                             "numbers; fix the DICOM header.")
-    return position
-
-
-def _sorted_by_position(folder: str, datasets, cosines: np.ndarray):
-    """The slices sorted along the normal, and the LPS step from one slice to the next.
-
-    Raises:
-        ImageReadError: two slices at one position, or uneven gaps (missing slices).
-    """
-    normal = slice_normal(cosines)
-    positions = [_position(f, d) for f, d in datasets]
-    order = np.argsort([p @ normal for p in positions], kind="stable")
-    ordered = [datasets[i] for i in order]
-    positions = np.stack([positions[i] for i in order])
-    if len(ordered) == 1:
-        return ordered, normal * slice_thickness(ordered[0][1])
-    gaps = np.diff(positions @ normal)
-    names = [os.path.basename(f) for f, _ in ordered]
-    typical = float(np.median(gaps))
-    if typical <= 0 or gaps.min() <= 1e-3 * typical:
-        k = int(np.argmin(gaps))
+def _single_grayscale_frame(file: str, dataset: pydicom.Dataset) -> np.ndarray:
+    """The stored [H, W] pixels of one slice file (ImageReadError for colour or multi-frame)."""
+    frames = decoded_frames(file, dataset)
+    if frames.ndim != 3 or len(frames) != 1:
         raise ImageReadError(
-            f"{folder}: {names[k]} and {names[k + 1]} are at the same position "
-            f"{positions[k].tolist()} along the slice normal: duplicated slices, or several "
-            "acquisitions in one folder. Keep one file per position."
+            f"{file}: a series slice must be one grayscale frame, not "
+            f"{dataset.PhotometricInterpretation} pixels of shape {frames.shape}; read "
+            "multi-frame or colour files one by one (read_image_and_meta)."
         )
-    uneven = np.flatnonzero(np.abs(gaps - typical) > max(_GAP_TOLERANCE * typical, 0.01))
-    if uneven.size:
-        listed = ", ".join(f"{gaps[k]:.4g} mm between {names[k]} and {names[k + 1]}"
-                           for k in uneven[:_LISTED])
-        raise ImageReadError(
-            f"{folder}: uneven slice spacing: most slices are {typical:.4g} mm apart, but "
-            f"{listed}; slices are missing or the series mixes acquisitions. Add the missing "
-            "files, or convert the series with a resampling tool (dcm2niix)."
-        )
-    return ordered, (positions[-1] - positions[0]) / (len(ordered) - 1)
-
-
-def _spacing(file: str, dataset: pydicom.Dataset) -> Tuple[float, float]:
-    """(row spacing, column spacing) from PixelSpacing, required for a volume."""
-    if not dataset.get("PixelSpacing"):
-        raise ImageReadError(f"{file}: no PixelSpacing; a volume needs its voxel size. Fix the "
-                             "DICOM header (PixelSpacing = row spacing \\ column spacing, mm).")
-    return check_spacing(file, dataset.PixelSpacing, 2,
-                         "fix the DICOM PixelSpacing (row spacing \\ column spacing, mm).")
+    return frames[0]

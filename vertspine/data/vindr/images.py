@@ -5,7 +5,10 @@
 1. :func:`vertspine.data.read_dicom` (the reader training uses for DICOM): stored pixels ->
    modality LUT (RescaleSlope/Intercept) -> VOI LUT Sequence or the first
    WindowCenter/WindowWidth (values outside the window saturate) -> MONOCHROME1 inverted, so
-   bone is bright for both photometric interpretations. float32 [H, W].
+   bone is bright for both photometric interpretations. float32 [H, W]. Compressed transfer
+   syntaxes and files without the DICOM file meta read as any other (:mod:`vertspine.data.
+   readers.dicom`); a colour DICOM (not part of the release) keeps its colour, written as an
+   RGB PNG.
 2. Optional downscaling when ``max_size`` > 0 and the longest side exceeds it: the longest side
    becomes ``max_size``, the other ``round(side * max_size / longest)``, with
    ``cv2.INTER_AREA`` on the float values (before quantisation, so no banding is added).
@@ -14,7 +17,7 @@
    0..65535 by the same formula. vertspine's ``read_image`` min-maxes a 16-bit PNG to 8 bit
    when training, so both depths train alike; 16 bit keeps the window's precision on disk.
 
-PNGs are single-channel and written atomically. DICOMs are found by walking a folder
+PNGs are single-channel (colour: 3 channels) and written atomically. DICOMs are found by walking a folder
 recursively for ``*.dicom``/``*.dcm``; the file stem is the image_id.
 """
 import os
@@ -71,11 +74,12 @@ def dicom_to_png_array(
     """Pixels to write as PNG for one DICOM (steps in the module docstring).
 
     Args:
-        dicom_path: a grayscale single-frame DICOM.
+        dicom_path: a single-frame DICOM (grayscale; colour gives 3 channels).
         max_size: longest side of the output in pixels; 0 keeps the native size.
         bit_depth: 8 or 16.
     Returns:
-        (uint8 or uint16 array [h, w], native (H, W) of the DICOM).
+        (uint8 or uint16 array [h, w] (colour: [h, w, 3] in OpenCV's BGR order, as
+        :func:`vertspine.utils.file_io.write_png` takes it), native (H, W) of the DICOM).
     Raises:
         ValueError: bad ``max_size`` or ``bit_depth``.
         ImageReadError: the DICOM cannot be decoded (the message names it).
@@ -89,9 +93,10 @@ def dicom_to_png_array(
     height, width = output_size(native, max_size)
     if (height, width) != native:
         values = cv2.resize(values, (width, height), interpolation=cv2.INTER_AREA)
-    if bit_depth == 8:
-        return min_max_to_uint8(values), native
-    return min_max_to_unsigned(values, np.uint16), native
+    pixels = min_max_to_uint8(values) if bit_depth == 8 else min_max_to_unsigned(values, np.uint16)
+    if pixels.ndim == 3:  # RGB -> BGR for OpenCV's PNG writer
+        pixels = np.ascontiguousarray(pixels[:, :, ::-1])
+    return pixels, native
 
 
 def output_size(native: Tuple[int, int], max_size: int) -> Tuple[int, int]:
