@@ -205,6 +205,18 @@ def test_missing_dicom_names_the_image_row_and_fix(tmp_path):
         convert_vindr(root, str(tmp_path / "o"), ConversionOptions())
 
 
+def test_a_study_in_both_csvs_is_refused_naming_it_and_the_fix(tmp_path):
+    # train.csv: imgA1 lines 2-4, imgA2 line 5, imgB1 lines 6-7; test.csv: imgT1 2-4, imgX 5
+    test = {**release.TEST, "imgX": ("sB", "seX", (40, 32), "MONOCHROME2",
+                                     [("R1", "No finding", "", "", "", "")])}
+    test.pop("imgT2")
+    root = release.write_release(str(tmp_path / "r"), test=test)
+    with pytest.raises(VinDrDataError, match=r"1 study_ids are in both train.csv and test.csv: "
+                       r"sB \(train.csv line 6, test.csv line 5\)\..*Fix: keep each study in one"):
+        convert_vindr(root, str(tmp_path / "o"), ConversionOptions())
+    assert not os.path.exists(tmp_path / "o")  # refused before anything is written
+
+
 @pytest.mark.parametrize("row, message", [
     (["sA", "seA", "imgA1", "R1", "Osteophyte", 1, 1, 2, 2],
      r"unknown lesion_type: line 14: 'Osteophyte'"),

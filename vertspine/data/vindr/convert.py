@@ -15,7 +15,7 @@ Output (``output``, default ``$VERTSPINE_DATASETS/vindr_spinexr``, what
     vindr_manifest.json             max_size and bit_depth the PNGs were written with
 
 The validation split is carved from ``train.csv`` by study (:func:`split_studies`); the test
-CSV only ever becomes ``test.json``. Existing PNGs of the right size are reused (a stopped
+CSV only ever becomes ``test.json``, and a study listed in both CSVs is refused. Existing PNGs of the right size are reused (a stopped
 conversion resumes); an output written with another ``max_size``/``bit_depth`` is refused
 unless ``overwrite``.
 """
@@ -115,13 +115,15 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
         the conversion report (also written to ``conversion_report.json``).
     Raises:
         FileNotFoundError: a CSV or DICOM folder is missing.
-        VinDrDataError: bad CSV rows, CSV images without a DICOM, or an output converted with
-            other settings; the message names the files/rows and the fix.
+        VinDrDataError: bad CSV rows, a study in both train.csv and test.csv, CSV images
+            without a DICOM, or an output converted with other settings; the message names the
+            files/rows and the fix.
     """
     images, invalid = {}, {}
     for source in _SOURCES:
         csv_file = os.path.join(vindr_root, "annotations", f"{source}.csv")
         images[source], invalid[source] = read_vindr_csv(csv_file, options.drop_invalid_boxes)
+    _refuse_shared_studies(vindr_root, images)
     dicoms = {s: _match_dicoms(vindr_root, s, images[s]) for s in _SOURCES}
     paths = vindr_dataset_paths(output)
     _check_manifest(paths["manifest"], options)
@@ -151,6 +153,30 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
     write_json(paths["report"], report)
     logger.info("VinDr-SpineXR converted into %s (report: %s)", output, paths["report"])
     return report
+
+
+def _refuse_shared_studies(vindr_root: str, images: Mapping[str, Mapping[str, CsvImage]]) -> None:
+    """Error naming the studies that both train.csv and test.csv list (test images would leak
+    into training: same patient and visit)."""
+    first_line = {source: _first_line_of_each_study(images[source]) for source in _SOURCES}
+    shared = sorted(set(first_line["train"]) & set(first_line["test"]))
+    if shared:
+        listed = "; ".join(f"{study} (train.csv line {first_line['train'][study]}, test.csv line "
+                           f"{first_line['test'][study]})" for study in shared[:10])
+        listed += " ..." if len(shared) > 10 else ""
+        raise VinDrDataError(
+            f"{os.path.join(vindr_root, 'annotations')}: {len(shared)} study_ids are in both "
+            f"train.csv and test.csv: {listed}. Their test images would be trained on. Fix: keep "
+            "each study in one CSV (delete its rows from train.csv, or from test.csv) and rerun."
+        )
+
+
+def _first_line_of_each_study(images: Mapping[str, CsvImage]) -> Dict[str, int]:
+    """CSV line of each study's first row (``images`` is in CSV order, as read)."""
+    first: Dict[str, int] = {}
+    for record in images.values():
+        first.setdefault(record.study_id, record.lines[0])
+    return first
 
 
 def _match_dicoms(vindr_root: str, source: str, images: Mapping[str, CsvImage]) -> Dict[str, str]:
