@@ -191,6 +191,11 @@ def test_compressed_and_headerless_dicoms_convert_like_the_originals(tmp_path):
                          cv2.IMREAD_UNCHANGED)
         expected = release.expected_uint8(release.stored_pixels(shape, image_id), photometric)
         assert np.array_equal(png, expected)
+    # a rerun reuses the PNGs, reading the sizes from the headers of both files
+    png = os.path.join(out, "images", "train", "imgC1.png")  # val images are there too
+    before = os.stat(png).st_mtime_ns
+    convert_vindr(root, out, ConversionOptions(val_fraction=0.4, seed=3))
+    assert os.stat(png).st_mtime_ns == before
 
 
 def test_output_of_other_settings_is_refused_without_overwrite(converted):

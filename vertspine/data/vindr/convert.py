@@ -26,7 +26,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Mapping, Tuple
 
-import pydicom
 from PIL import Image
 
 from vertspine.utils.file_io import write_json, write_png
@@ -35,7 +34,7 @@ from ..datasets_root import datasets_root, require_converted_json
 from ..spine_categories import SPLITS
 from .annotations import NO_FINDING, CsvImage, VinDrDataError, read_vindr_csv
 from .coco import ImageSize, build_coco, class_count_report, split_studies
-from .images import dicom_to_png_array, find_dicoms, output_size
+from .images import dicom_to_png_array, find_dicoms, output_size, read_header
 
 __all__ = [
     "CONVERT_COMMAND",
@@ -233,7 +232,7 @@ def _convert_one(job: Tuple[str, str, str, int, int, bool]) -> Tuple[str, ImageS
     """One DICOM -> PNG, or reuse of an existing PNG of the expected size."""
     image_id, dicom_path, png_path, max_size, bit_depth, overwrite = job
     if not overwrite and os.path.isfile(png_path):
-        header = pydicom.dcmread(dicom_path, stop_before_pixels=True)
+        header = read_header(dicom_path, ["Rows", "Columns"])
         native = (int(header.Rows), int(header.Columns))
         with Image.open(png_path) as png:
             written = (png.height, png.width)
