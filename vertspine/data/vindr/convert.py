@@ -11,13 +11,16 @@ Output (``output``, default ``$VERTSPINE_DATASETS/vindr_spinexr``, what
     images/train/<image_id>.png     train and val images (val is carved from train)
     images/test/<image_id>.png
     annotations/{train,val,test}.json
-    conversion_report.json          per split: images, studies, labels, boxes per class, ...
+    conversion_report.json          per split: images, studies, labels, boxes per class, ...;
+                                    validation_grouping: patients, studies without PatientID
     vindr_manifest.json             max_size and bit_depth the PNGs were written with
 
-The validation split is carved from ``train.csv`` by study (:func:`split_studies`); the test
-CSV only ever becomes ``test.json``, and a study listed in both CSVs is refused. Existing PNGs of the right size are reused (a stopped
-conversion resumes); an output written with another ``max_size``/``bit_depth`` is refused
-unless ``overwrite``.
+The validation split is carved from ``train.csv`` by patient (:func:`split_studies`): studies
+whose DICOMs carry one PatientID stay together; a study without PatientID is grouped alone
+(logged, and counted in the report). The test CSV only ever becomes ``test.json``; a study
+listed in both CSVs is refused, a PatientID in both is logged. Existing PNGs of the right size
+are reused (a stopped conversion resumes); an output written with another
+``max_size``/``bit_depth`` is refused unless ``overwrite``.
 """
 import json
 import logging
@@ -33,8 +36,8 @@ from vertspine.utils.file_io import write_json, write_png
 from ..datasets_root import datasets_root, require_converted_json
 from ..spine_categories import SPLITS
 from .annotations import NO_FINDING, CsvImage, VinDrDataError, read_vindr_csv
-from .coco import ImageSize, build_coco, class_count_report, split_studies
-from .images import dicom_to_png_array, find_dicoms, output_size, read_header
+from .coco import ImageSize, build_coco, class_count_report, grouping_report, split_studies
+from .images import dicom_to_png_array, find_dicoms, output_size, read_header, read_patient_ids
 
 __all__ = [
     "CONVERT_COMMAND",
@@ -58,8 +61,9 @@ class ConversionOptions:
     """How to convert (the command-line flags of ``tools/convert_vindr.py``).
 
     Attributes:
-        val_fraction: share of training studies moved to the validation split, in (0, 1).
-        seed: seed of the study split.
+        val_fraction: share of training patients (studies, where the DICOMs carry no
+            PatientID) moved to the validation split, in (0, 1).
+        seed: seed of the patient split.
         max_size: longest side of the PNGs in pixels (0 = native resolution).
         bit_depth: 8 or 16 bit PNGs.
         drop_invalid_boxes: skip CSV lesion rows with bad coordinates instead of failing.
@@ -128,10 +132,12 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
     _check_manifest(paths["manifest"], options)
     write_json(paths["manifest"], {"max_size": options.max_size, "bit_depth": options.bit_depth})
     sizes = {s: _convert_images(dicoms[s], paths[s]["image_root"], options) for s in _SOURCES}
+    patient_ids = {s: read_patient_ids(dicoms[s]) for s in _SOURCES}
     ids = dict(zip(("train", "val"), split_studies(images["train"], options.val_fraction,
-                                                   options.seed)))
+                                                   options.seed, patient_ids["train"])))
     ids["test"] = sorted(images["test"])
-    report: Dict[str, Any] = {"options": asdict(options), "splits": {}}
+    report: Dict[str, Any] = {"options": asdict(options), "splits": {},
+                              "validation_grouping": _log_grouping(images, patient_ids)}
     for split in SPLITS:
         source = _IMAGE_FOLDER[split]
         coco, stats = build_coco(ids[split], images[source], sizes[source],
@@ -147,11 +153,33 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
     report["notes"] = (
         "Boxes of several radiologists (rad_id) are kept as-is, not fused. 'abnormal' is 0 when "
         f"any row of the image is '{NO_FINDING}', else 1 (upstream's rule); mixed_label_images "
-        "counts images with both. Validation studies come from train.csv only."
+        "counts images with both. Validation images come from train.csv only, split by DICOM "
+        "PatientID (by study where the DICOMs carry none): see validation_grouping."
     )
     write_json(paths["report"], report)
     logger.info("VinDr-SpineXR converted into %s (report: %s)", output, paths["report"])
     return report
+
+
+def _log_grouping(images: Mapping[str, Mapping[str, CsvImage]],
+                  patient_ids: Mapping[str, Mapping[str, str]]) -> Dict[str, Any]:
+    """The validation grouping's report (:func:`grouping_report`), logged; also warns of
+    PatientIDs in both train.csv and test.csv (the release's split, kept, but a leak to know)."""
+    grouping = grouping_report(images["train"], patient_ids["train"])
+    if grouping["unit"] == "patient":
+        logger.info("Validation split by PatientID: %d patients, %d studies.",
+                    grouping["patients"], grouping["studies"])
+    else:
+        logger.warning("%d of %d training studies have no PatientID in their DICOMs: each is "
+                       "grouped on its own for the validation split, so studies of one patient "
+                       "may land in both train and val.", grouping["studies_without_patient_id"],
+                       grouping["studies"])
+    shared = sorted((set(patient_ids["train"].values()) & set(patient_ids["test"].values())) - {""})
+    if shared:
+        logger.warning("%d PatientIDs have images in both train.csv and test.csv (e.g. %s): the "
+                       "release's test split shares these patients with training.",
+                       len(shared), ", ".join(shared[:5]))
+    return {**grouping, "patients_in_train_and_test": len(shared)}
 
 
 def _refuse_shared_studies(vindr_root: str, images: Mapping[str, Mapping[str, CsvImage]]) -> None:
