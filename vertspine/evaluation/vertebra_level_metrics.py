@@ -92,7 +92,8 @@ def match_levels(
     return levels
 
 
-def _greedy_by_score(iou: np.ndarray, scores: np.ndarray, iou_threshold: float) -> List[Tuple[int, int]]:
+def _greedy_by_score(iou: np.ndarray, scores: np.ndarray,
+                     iou_threshold: float) -> List[Tuple[int, int]]:
     """COCO's greedy matching of an IoU matrix [G, P]: the (gt row, prediction column) pairs.
 
     Predictions in descending score (stable), each to the unmatched row of highest IoU >=

@@ -35,7 +35,8 @@ def argmax_levels(log_probs: Tensor) -> Tensor:
     return log_probs.argmax(dim=-1)
 
 
-def decode_levels(logits: Tensor, viterbi: bool, gap_penalty: float) -> Tuple[Tensor, Tensor, Tensor]:
+def decode_levels(logits: Tensor, viterbi: bool,
+                  gap_penalty: float) -> Tuple[Tensor, Tensor, Tensor]:
     """Levels of boxes sorted top to bottom from their level logits [N, K] (see module doc).
 
     Returns:
