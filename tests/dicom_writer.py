@@ -15,7 +15,8 @@ def write_dicom_file(path: str, stored: np.ndarray, *, photometric: str = "MONOC
                      orientation: Optional[Sequence[float]] = None,
                      position: Optional[Sequence[float]] = None,
                      slice_thickness: Optional[float] = None,
-                     series_uid: Optional[str] = None) -> str:
+                     series_uid: Optional[str] = None,
+                     patient_id: Optional[str] = None) -> str:
     """Write ``stored`` (uint16 [H, W]) as a Secondary Capture DICOM and return ``path``.
 
     Args:
@@ -27,6 +28,7 @@ def write_dicom_file(path: str, stored: np.ndarray, *, photometric: str = "MONOC
         position: ImagePositionPatient (LPS mm of the first pixel's centre).
         slice_thickness: SliceThickness in mm.
         series_uid: SeriesInstanceUID (a new one when None).
+        patient_id: PatientID, or None for none.
     """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -47,6 +49,8 @@ def write_dicom_file(path: str, stored: np.ndarray, *, photometric: str = "MONOC
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
     ds.SeriesInstanceUID = series_uid or generate_uid()
+    if patient_id is not None:
+        ds.PatientID = patient_id
     if pixel_spacing is not None:
         ds.PixelSpacing = [float(v) for v in pixel_spacing]
     if orientation is not None:

@@ -6,8 +6,9 @@
 
 Reads ``annotations/{train,test}.csv`` and ``{train,test}_images/**/<image_id>.dicom``; writes
 ``images/{train,test}/<image_id>.png``, ``annotations/{train,val,test}.json`` (val = a seeded
-share of the training *studies*), ``conversion_report.json`` (images and boxes per class per
-split, clipped/dropped boxes), and prints the counts. The default output is
+share of the training *patients*: studies grouped by DICOM PatientID, a study alone where its
+DICOMs carry none), ``conversion_report.json`` (images and boxes per class per split,
+clipped/dropped boxes, the validation grouping), and prints the counts. The default output is
 ``$VERTSPINE_DATASETS/vindr_spinexr``, where ``vindr_spinexr_{train,val,test}`` are registered.
 DICOM -> PNG steps: ``vertspine/data/vindr/images.py``; json format:
 ``vertspine/data/vindr/coco.py``.
@@ -40,9 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output", default=default_vindr_root(),
                         help="output folder (default: %(default)s)")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction,
-                        help="share of training studies for validation (default: %(default)s)")
+                        help="share of training patients (studies without PatientID) for "
+                             "validation (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="seed of the study split (default: %(default)s)")
+                        help="seed of the patient split (default: %(default)s)")
     parser.add_argument("--max-size", type=int, default=defaults.max_size,
                         help="longest PNG side in pixels, boxes rescaled; 0 = native (default)")
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=defaults.bit_depth,
@@ -70,6 +72,7 @@ def main(argv=None) -> dict:
     print(format_report(report))
     print("invalid CSV rows dropped:", json.dumps(report["invalid_rows_dropped"]))
     print("images with both 'No finding' and boxes:", json.dumps(report["mixed_label_images"]))
+    print("validation grouping:", json.dumps(report["validation_grouping"]))
     print(f"report: {os.path.join(args.output, 'conversion_report.json')}")
     return report
 

@@ -15,11 +15,14 @@ from vertspine.data import phantom
 from vertspine.data.spine_categories import LESION_CLASSES
 from vertspine.data.vindr import (
     ConversionOptions,
+    CsvImage,
     VinDrDataError,
     convert_vindr,
     read_vindr_csv,
+    split_studies,
     vindr_dataset_paths,
 )
+from vertspine.data.vindr.coco import study_groups
 
 import vindr_release as release
 
@@ -103,7 +106,7 @@ def test_normal_images_are_negatives_with_the_abnormal_label(converted):
             assert image["study_id"] == study
 
 
-def test_validation_split_is_study_level_seeded_and_from_train_only(converted, tmp_path):
+def test_validation_split_is_study_level_seeded_and_from_train_only(converted, tmp_path, caplog):
     train, val = _by_file(converted["coco"]["train"]), _by_file(converted["coco"]["val"])
     train_studies = {i["study_id"] for i in train.values()}
     val_studies = {i["study_id"] for i in val.values()}
@@ -115,8 +118,42 @@ def test_validation_split_is_study_level_seeded_and_from_train_only(converted, t
     again = convert_vindr(converted["release"], str(tmp_path / "again"),
                           ConversionOptions(val_fraction=0.4, seed=3, max_size=20))
     assert again["splits"]["val"]["studies"] == 2
+    # no DICOM of the release carries a PatientID: grouped by study, and said so
+    assert again["validation_grouping"] == {
+        "unit": "study", "patients": 0, "studies": 5, "studies_without_patient_id": 5,
+        "groups": 5, "patients_in_train_and_test": 0}
+    assert "5 of 5 training studies have no PatientID" in caplog.text
     again_val = _load(vindr_dataset_paths(str(tmp_path / "again"))["val"]["json"])
     assert set(_by_file(again_val)) == set(val)
+
+
+def test_studies_of_one_patient_are_grouped_transitively():
+    rows = [("i1", "s1", "P1"), ("i2", "s2", "P1"), ("i3", "s2", "P2"), ("i4", "s3", "P2"),
+            ("i5", "s4", ""), ("i6", "s5", "P3")]
+    images = {i: CsvImage(i, study, "se") for i, study, _ in rows}
+    patient_ids = {i: patient for i, _, patient in rows}
+    # s2 holds images of P1 and P2, so s1, s2 and s3 go together; s4 has no PatientID: alone
+    assert study_groups(images, patient_ids) == [["s1", "s2", "s3"], ["s4"], ["s5"]]
+    assert study_groups(images, {}) == [["s1"], ["s2"], ["s3"], ["s4"], ["s5"]]
+    train, val = split_studies(images, 0.34, seed=0, patient_ids=patient_ids)  # 1 of 3 groups
+    assert {images[i].study_id for i in val} in ({"s1", "s2", "s3"}, {"s4"}, {"s5"})
+    assert sorted(train + val) == sorted(images)
+
+
+def test_validation_split_keeps_the_studies_of_a_patient_together(tmp_path, caplog):
+    # P1: sA and sB; P2: sD and sE, also the test study sT; sC has no PatientID
+    patients = {"sA": "P1", "sB": "P1", "sD": "P2", "sE": "P2", "sT": "P2"}
+    root = release.write_release(str(tmp_path / "r"), patient_ids=patients)
+    out = str(tmp_path / "o")
+    for seed in range(4):
+        report = convert_vindr(root, out, ConversionOptions(val_fraction=0.4, seed=seed))
+        val = {i["study_id"] for i in _load(vindr_dataset_paths(out)["val"]["json"])["images"]}
+        assert val in ({"sA", "sB"}, {"sC"}, {"sD", "sE"})  # round(0.4 * 3 groups) = 1 group
+    assert report["validation_grouping"] == {
+        "unit": "patient, study where no PatientID", "patients": 2, "studies": 5,
+        "studies_without_patient_id": 1, "groups": 3, "patients_in_train_and_test": 1}
+    assert "1 of 5 training studies have no PatientID" in caplog.text
+    assert "1 PatientIDs have images in both train.csv and test.csv (e.g. P2)" in caplog.text
 
 
 def test_report_counts_images_and_boxes_per_class(converted):
@@ -191,6 +228,11 @@ def test_compressed_and_headerless_dicoms_convert_like_the_originals(tmp_path):
                          cv2.IMREAD_UNCHANGED)
         expected = release.expected_uint8(release.stored_pixels(shape, image_id), photometric)
         assert np.array_equal(png, expected)
+    # a rerun reuses the PNGs, reading the sizes from the headers of both files
+    png = os.path.join(out, "images", "train", "imgC1.png")  # val images are there too
+    before = os.stat(png).st_mtime_ns
+    convert_vindr(root, out, ConversionOptions(val_fraction=0.4, seed=3))
+    assert os.stat(png).st_mtime_ns == before
 
 
 def test_output_of_other_settings_is_refused_without_overwrite(converted):
@@ -203,6 +245,18 @@ def test_missing_dicom_names_the_image_row_and_fix(tmp_path):
     os.remove(os.path.join(root, "train_images", "sB", "seB", "imgB1.dicom"))
     with pytest.raises(VinDrDataError, match=r"imgB1 \(line \d+; expected .*imgB1\.dicom.*delete"):
         convert_vindr(root, str(tmp_path / "o"), ConversionOptions())
+
+
+def test_a_study_in_both_csvs_is_refused_naming_it_and_the_fix(tmp_path):
+    # train.csv: imgA1 lines 2-4, imgA2 line 5, imgB1 lines 6-7; test.csv: imgT1 2-4, imgX 5
+    test = {**release.TEST, "imgX": ("sB", "seX", (40, 32), "MONOCHROME2",
+                                     [("R1", "No finding", "", "", "", "")])}
+    test.pop("imgT2")
+    root = release.write_release(str(tmp_path / "r"), test=test)
+    with pytest.raises(VinDrDataError, match=r"1 study_ids are in both train.csv and test.csv: "
+                       r"sB \(train.csv line 6, test.csv line 5\)\..*Fix: keep each study in one"):
+        convert_vindr(root, str(tmp_path / "o"), ConversionOptions())
+    assert not os.path.exists(tmp_path / "o")  # refused before anything is written
 
 
 @pytest.mark.parametrize("row, message", [

@@ -72,14 +72,16 @@ def expected_uint16(stored, photometric):
     return np.floor(t * 65535 + 0.5).astype(np.uint16)
 
 
-def write_dicom(path, stored, photometric):
+def write_dicom(path, stored, photometric, patient_id=None):
     """A single-frame 12-bit DX DICOM with a window, with the PS3.10 preamble."""
     write_dicom_file(path, stored, photometric=photometric, modality="DX", bits_stored=12,
-                     window=(CENTER, WIDTH))
+                     window=(CENTER, WIDTH), patient_id=patient_id)
 
 
-def write_release(root, train=None, test=None, extra_rows=()):
-    """Write the miniature release under ``root``; ``extra_rows`` are appended to train.csv."""
+def write_release(root, train=None, test=None, extra_rows=(), patient_ids=None):
+    """Write the miniature release under ``root``; ``extra_rows`` are appended to train.csv;
+    ``patient_ids`` (study -> PatientID) goes into the DICOMs (none by default, and for studies
+    it does not name)."""
     for split, images in (("train", train or TRAIN), ("test", test or TEST)):
         rows = []
         for image_id, (study, series, shape, photometric, boxes) in images.items():
@@ -88,7 +90,8 @@ def write_release(root, train=None, test=None, extra_rows=()):
                 path = os.path.join(folder, "extra", f"{image_id}.dcm")
             else:
                 path = os.path.join(folder, f"{image_id}.dicom")
-            write_dicom(path, stored_pixels(shape, image_id), photometric)
+            write_dicom(path, stored_pixels(shape, image_id), photometric,
+                        (patient_ids or {}).get(study))
             rows += [[study, series, image_id, *box] for box in boxes]
         if split == "train":
             rows += [list(r) for r in extra_rows]

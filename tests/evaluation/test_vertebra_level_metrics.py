@@ -28,22 +28,39 @@ def test_identity_ignores_geometry_and_out_of_range_indices_raise():
         match_levels(gt, far_away, np.array([5]), np.array([0.9]), np.array([2]))
 
 
-def test_iou_matching_is_hungarian_not_greedy():
+def test_iou_matching_is_greedy_by_score_as_coco():
     gt = boxes([0, 0, 10, 10], [0, 5, 10, 15])  # A, B
     # P1 overlaps A most (IoU 0.667) but also B (0.538); P2 overlaps only A (0.538)
     preds = boxes([0, 2, 10, 12], [0, -3, 10, 7])
     levels = match_levels(gt, preds, np.array([7, 9]), np.array([0.9, 0.8]))
-    assert levels.tolist() == [9, 7]  # greedy would give [7, -1]
-    strict = match_levels(gt, preds, np.array([7, 9]), np.array([0.9, 0.8]), iou_threshold=0.6)
+    assert levels.tolist() == [7, -1]  # P1 first takes A; Hungarian would give [9, 7]
+    # with P2 scoring higher it goes first: A to P2, then P1 to B
+    assert match_levels(gt, preds, np.array([7, 9]), np.array([0.7, 0.8])).tolist() == [9, 7]
+    strict = match_levels(gt, preds, np.array([7, 9]), np.array([0.7, 0.8]), iou_threshold=0.6)
     assert strict.tolist() == [7, -1]
+
+
+def test_a_low_score_high_iou_box_does_not_displace_a_high_score_box():
+    gt = boxes([0, 0, 10, 10], [0, 10, 10, 20], [0, 20, 10, 30])  # levels 0, 1, 2
+    preds = boxes([0, 2, 10, 12],  # 0.9, level 0, IoU 80/120 = 0.667 with vertebra 0
+                  [0, 0, 10, 9.05],  # 0.05, level 3, IoU 90.5/100 = 0.905 with vertebra 0
+                  [0, 10, 10, 20], [0, 20, 10, 30])  # right boxes and levels for 1 and 2
+    classes, scores = np.array([0, 3, 1, 2]), np.array([0.9, 0.05, 0.8, 0.7])
+    levels = match_levels(gt, preds, classes, scores)
+    assert levels.tolist() == [0, 1, 2]  # an IoU-sum maximum gives [3, 1, 2]
+    metrics, _ = vertebra_level_metrics([(np.array([0, 1, 2]), levels)], NAMES)
+    assert metrics["IDR"] == 100.0  # the IoU-sum maximum: 66.7
 
 
 def test_iou_matching_collapses_identical_boxes_and_applies_the_score_threshold():
     gt = boxes([0, 0, 10, 10], [0, 10, 10, 20])
     preds = boxes([0, 0, 10, 10], [0, 0, 10, 10], [0, 10, 10, 20], [0, 11, 10, 21])
     classes, scores = np.array([1, 2, 3, 4]), np.array([0.3, 0.6, 0.05, 0.5])
-    assert match_levels(gt, preds, classes, scores).tolist() == [2, 3]  # max IoU, any score
+    # box 0 collapses to its 0.6 copy; then by score: 0.6 (vertebra 0), 0.5 (IoU 9/11 with
+    # vertebra 1) takes vertebra 1 before the exact 0.05 box
+    assert match_levels(gt, preds, classes, scores).tolist() == [2, 4]
     assert match_levels(gt, preds, classes, scores, score_threshold=0.1).tolist() == [2, 4]
+    assert match_levels(gt, preds[:3], classes[:3], scores[:3]).tolist() == [2, 3]
     assert match_levels(gt, preds, classes, scores, score_threshold=0.55).tolist() == [2, -1]
     # identity first, the detector box then only competes for the vertebrae left over
     mixed = match_levels(gt, preds[[0, 3]], np.array([5, 4]), np.array([0.1, 0.9]), np.array([1, -1]))

@@ -6,8 +6,12 @@ when several predictions name one vertebra (e.g. VertFound's top-k (box, level) 
 highest-scoring one counts. Predictions with ``gt_index`` -1 (or no ``gt_indices`` at all: a
 detector) are matched to the vertebrae left over by IoU: predictions with an identical box are
 first reduced to their highest-scoring one, those scoring below ``score_threshold`` dropped,
-then a Hungarian assignment (scipy ``linear_sum_assignment``) maximises the summed IoU over
-pairs with IoU >= ``iou_threshold``. A vertebra without a match has no predicted level (-1).
+then matched as COCO matches detections (pycocotools ``COCOeval.evaluateImg``): greedily in
+descending score order (ties: the earlier prediction first), each prediction takes the
+still-unmatched vertebra of highest IoU among those with IoU >= ``iou_threshold`` (ties: the
+first vertebra, where pycocotools takes the last). A high-scoring box therefore keeps its
+vertebra against a low-scoring box of higher IoU; the summed IoU is not maximised. A vertebra
+without a match has no predicted level (-1).
 
 Metrics (dataset, :func:`vertebra_level_metrics`), in percent unless said otherwise:
 - ``IDR``: vertebrae whose matched prediction has the right level / all vertebrae (unmatched
@@ -28,7 +32,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from detectron2.structures import Boxes, pairwise_iou
-from scipy.optimize import linear_sum_assignment
 
 from vertspine.utils.file_io import atomic_write
 
@@ -84,12 +87,27 @@ def match_levels(
     detector = _best_per_identical_box(pred_boxes, scores, detector)
     iou = pairwise_iou(Boxes(torch.as_tensor(gt_boxes[free_gt], dtype=torch.float32)),
                        Boxes(torch.as_tensor(pred_boxes[detector], dtype=torch.float32))).numpy()
-    gain = np.where(iou >= iou_threshold, iou, 0.0)
-    rows, cols = linear_sum_assignment(gain, maximize=True)
-    for r, c in zip(rows, cols):
-        if gain[r, c] > 0:
-            levels[free_gt[r]] = pred_classes[detector[c]]
+    for r, c in _greedy_by_score(iou, scores[detector], iou_threshold):
+        levels[free_gt[r]] = pred_classes[detector[c]]
     return levels
+
+
+def _greedy_by_score(iou: np.ndarray, scores: np.ndarray,
+                     iou_threshold: float) -> List[Tuple[int, int]]:
+    """COCO's greedy matching of an IoU matrix [G, P]: the (gt row, prediction column) pairs.
+
+    Predictions in descending score (stable), each to the unmatched row of highest IoU >=
+    ``iou_threshold`` (first row on ties), or to none.
+    """
+    free = np.ones(iou.shape[0], dtype=bool)
+    pairs = []
+    for c in np.argsort(-scores, kind="stable"):
+        allowed = free & (iou[:, c] >= iou_threshold)
+        if allowed.any():
+            r = int(np.argmax(np.where(allowed, iou[:, c], -np.inf)))
+            free[r] = False
+            pairs.append((r, int(c)))
+    return pairs
 
 
 def _best_per_identical_box(boxes: np.ndarray, scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:

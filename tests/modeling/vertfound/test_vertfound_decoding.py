@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vertspine.modeling.vertfound.decoding import (
+    decode_levels,
     monotone_viterbi,
     sequence_score,
     top_to_bottom,
@@ -66,6 +67,33 @@ def test_more_boxes_than_levels_falls_back_to_non_decreasing():
 def test_empty_input():
     levels, score = monotone_viterbi(torch.zeros(0, 5))
     assert levels.shape == (0,) and score == 0.0
+
+
+def test_scores_are_the_sigmoid_probabilities_the_focal_loss_trains():
+    logits = torch.tensor([[3.0, 2.9], [0.5, -5.0]])
+    levels, scores, probs = decode_levels(logits, viterbi=False, gap_penalty=0.0)
+    assert levels.tolist() == [0, 0]
+    # sigmoid(3) = 0.9526 ranks box 0 above box 1 (sigmoid(0.5) = 0.6225); a softmax would give
+    # 0.525 and 0.996, the reverse order, and the matching takes boxes in score order
+    assert scores.tolist() == pytest.approx([0.952574, 0.622459], abs=1e-6)
+    torch.testing.assert_close(probs, logits.sigmoid())
+
+
+def test_viterbi_decodes_log_sigmoid_scores_not_log_softmax():
+    # box 1 is confidently both level 0 and 1 (sigmoid 0.982 and 0.9997), box 2 weakly level 1
+    # (0.269) over 2 (0.119): taking level 0 for box 1 costs log-sigmoid 0.018, taking level 2
+    # for box 2 costs 0.81, so [0, 1]. Log-softmax differs from the logits by a constant per box,
+    # and the logits' sums (4 - 1 = 3 < 8 - 2 = 6) give [1, 2].
+    logits = torch.tensor([[4.0, 8.0, -9.0], [-9.0, -1.0, -2.0]])
+    levels, scores, _ = decode_levels(logits, viterbi=True, gap_penalty=0.0)
+    assert levels.tolist() == [0, 1]
+    assert scores.tolist() == pytest.approx([0.982014, 0.268941], abs=1e-6)
+    assert monotone_viterbi(logits.log_softmax(-1), 0.0)[0].tolist() == [1, 2]
+
+
+def test_decoding_no_boxes():
+    levels, scores, probs = decode_levels(torch.zeros(0, 5), viterbi=True, gap_penalty=2.0)
+    assert levels.shape == scores.shape == (0,) and probs.shape == (0, 5)
 
 
 def test_top_to_bottom_sorts_by_centre_row():

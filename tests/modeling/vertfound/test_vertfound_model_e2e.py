@@ -36,7 +36,7 @@ def test_inference_output_contract_in_original_pixels():
     torch.testing.assert_close(inst.pred_boxes.tensor, x["instances"].gt_boxes.tensor[order] * 2)
     assert inst.pred_classes.dtype == torch.int64
     assert inst.level_probs.shape == (5, 25)
-    torch.testing.assert_close(inst.level_probs.sum(1), torch.ones(5))
+    assert ((inst.level_probs > 0) & (inst.level_probs < 1)).all()  # sigmoid, not summing to 1
     chosen = inst.level_probs.gather(1, inst.pred_classes[:, None])[:, 0]
     torch.testing.assert_close(inst.scores, chosen)
     # Viterbi: levels strictly increase from the top box down

@@ -1,7 +1,7 @@
 """VinDr-SpineXR: converting the release (DICOM + CSV) into PNGs and COCO jsons.
 
 Modules: :mod:`.annotations` (the CSVs: classes, rows, errors), :mod:`.images` (the one
-DICOM -> PNG pipeline), :mod:`.coco` (jsons, study-level split, class counts),
+DICOM -> PNG pipeline), :mod:`.coco` (jsons, patient-level split, class counts),
 :mod:`.convert` (the whole conversion and the output layout). ``tools/convert_vindr.py`` is the
 command line; :mod:`vertspine.data.builtin` registers ``vindr_spinexr_{train,val,test}``.
 """

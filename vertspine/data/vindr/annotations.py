@@ -63,7 +63,8 @@ class CsvImage:
 
     Attributes:
         image_id: the DICOM file stem and the PNG name.
-        study_id, series_id: from the CSV (the study is the unit of the validation split).
+        study_id, series_id: from the CSV (the validation split keeps a study, and the studies
+            of one PatientID, on one side).
         lines: CSV line numbers of its rows.
         boxes: its lesion rows.
         no_finding: whether any row says "No finding" (then ``abnormal`` is 0, as upstream).

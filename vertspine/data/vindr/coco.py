@@ -1,4 +1,4 @@
-"""VinDr-SpineXR records to COCO jsons: box clipping, the study-level split, class counts.
+"""VinDr-SpineXR records to COCO jsons: box clipping, the patient-level split, class counts.
 
 COCO written here: categories ids 1..7 in
 :data:`~vertspine.data.spine_categories.LESION_CLASSES` order (names in the dataset spelling);
@@ -11,9 +11,11 @@ was downscaled.
 """
 import collections
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ..spine_categories import LESION_CLASSES
 from .annotations import CsvImage
@@ -25,7 +27,9 @@ __all__ = [
     "build_coco",
     "class_count_report",
     "format_report",
+    "grouping_report",
     "split_studies",
+    "study_groups",
 ]
 
 MIN_BOX_SIDE = 1e-3  # native pixels; upstream's dataset_dict.py drops smaller sides too
@@ -47,35 +51,82 @@ class BoxStats:
     dropped: int = 0
 
 
-def split_studies(
-    images: Mapping[str, CsvImage], val_fraction: float, seed: int
-) -> Tuple[List[str], List[str]]:
-    """Carve a validation split out of the training CSV, by study.
+def study_groups(images: Mapping[str, CsvImage],
+                 patient_ids: Mapping[str, str]) -> List[List[str]]:
+    """The studies that must land in one split: those of one patient.
 
-    The sorted study ids are permuted by ``numpy.random.default_rng(seed)``; the first
-    ``max(1, round(val_fraction * n_studies))`` are validation studies. Every image of a study
-    goes to the same side, so no patient study is on both.
+    Studies are linked when images of theirs carry the same DICOM PatientID, transitively (the
+    connected components of the study-patient graph, ``scipy.sparse.csgraph``); a study none of
+    whose images has a PatientID is a group of its own (the fallback to study-level grouping).
+
+    Args:
+        images: CSV records by image_id.
+        patient_ids: PatientID by image_id, "" (or missing) where the DICOM has none.
+    Returns:
+        the groups, each a sorted list of study ids, sorted by their first study.
+    """
+    studies = sorted({image.study_id for image in images.values()})
+    patients = sorted({patient_ids.get(i, "") for i in images} - {""})
+    node = {name: k for k, name in enumerate(studies + patients)}
+    edges = [(node[image.study_id], node[patient_ids[i]])
+             for i, image in images.items() if patient_ids.get(i, "")]
+    rows, cols = zip(*edges) if edges else ((), ())
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(node), len(node)))
+    _, labels = connected_components(graph, directed=False)
+    groups: Dict[int, List[str]] = collections.defaultdict(list)
+    for study in studies:
+        groups[labels[node[study]]].append(study)
+    return sorted(groups.values())
+
+
+def split_studies(
+    images: Mapping[str, CsvImage], val_fraction: float, seed: int,
+    patient_ids: Optional[Mapping[str, str]] = None,
+) -> Tuple[List[str], List[str]]:
+    """Carve a validation split out of the training CSV, by patient (by study without PatientID).
+
+    The :func:`study_groups` are permuted by ``numpy.random.default_rng(seed)``; the first
+    ``max(1, round(val_fraction * n_groups))`` are validation groups. Every image of a patient
+    (of a study, where the DICOMs carry no PatientID) goes to the same side. Without any
+    PatientID the groups are the sorted studies, and the split is the study-level one.
 
     Args:
         images: the training CSV's images.
-        val_fraction: share of studies for validation, in (0, 1).
-        seed: seed of the permutation (same seed and CSV, same split).
+        val_fraction: share of groups (patients) for validation, in (0, 1).
+        seed: seed of the permutation (same seed, CSV and PatientIDs: same split).
+        patient_ids: PatientID by image_id ("" = none); None: group by study.
     Returns:
         (train image_ids, val image_ids), each sorted.
     Raises:
-        ValueError: ``val_fraction`` outside (0, 1), or fewer than 2 studies.
+        ValueError: ``val_fraction`` outside (0, 1), or fewer than 2 groups.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
-    studies = sorted({image.study_id for image in images.values()})
-    if len(studies) < 2:
-        raise ValueError(f"{len(studies)} study in the training CSV: cannot split it by study.")
-    order = np.random.default_rng(seed).permutation(len(studies))
-    num_val = min(len(studies) - 1, max(1, round(val_fraction * len(studies))))
-    val_studies = {studies[i] for i in order[:num_val]}
+    groups = study_groups(images, patient_ids or {})
+    if len(groups) < 2:
+        raise ValueError(f"The training CSV's studies form {len(groups)} patient group (studies "
+                         "sharing a DICOM PatientID): cannot carve a validation split from it.")
+    order = np.random.default_rng(seed).permutation(len(groups))
+    num_val = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
+    val_studies = {study for k in order[:num_val] for study in groups[k]}
     train = sorted(i for i, image in images.items() if image.study_id not in val_studies)
     val = sorted(i for i, image in images.items() if image.study_id in val_studies)
     return train, val
+
+
+def grouping_report(images: Mapping[str, CsvImage],
+                    patient_ids: Mapping[str, str]) -> Dict[str, Any]:
+    """How the validation split was grouped: ``unit`` ("patient", "study", or "patient, study
+    where no PatientID"), ``patients``, ``studies``, ``studies_without_patient_id``, ``groups``."""
+    studies = {image.study_id for image in images.values()}
+    with_id = {image.study_id for i, image in images.items() if patient_ids.get(i, "")}
+    without = len(studies - with_id)
+    unit = ("study" if not with_id else "patient" if not without
+            else "patient, study where no PatientID")
+    return {"unit": unit,
+            "patients": len({patient_ids.get(i, "") for i in images} - {""}),
+            "studies": len(studies), "studies_without_patient_id": without,
+            "groups": len(study_groups(images, patient_ids))}
 
 
 def build_coco(

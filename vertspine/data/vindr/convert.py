@@ -11,13 +11,16 @@ Output (``output``, default ``$VERTSPINE_DATASETS/vindr_spinexr``, what
     images/train/<image_id>.png     train and val images (val is carved from train)
     images/test/<image_id>.png
     annotations/{train,val,test}.json
-    conversion_report.json          per split: images, studies, labels, boxes per class, ...
+    conversion_report.json          per split: images, studies, labels, boxes per class, ...;
+                                    validation_grouping: patients, studies without PatientID
     vindr_manifest.json             max_size and bit_depth the PNGs were written with
 
-The validation split is carved from ``train.csv`` by study (:func:`split_studies`); the test
-CSV only ever becomes ``test.json``. Existing PNGs of the right size are reused (a stopped
-conversion resumes); an output written with another ``max_size``/``bit_depth`` is refused
-unless ``overwrite``.
+The validation split is carved from ``train.csv`` by patient (:func:`split_studies`): studies
+whose DICOMs carry one PatientID stay together; a study without PatientID is grouped alone
+(logged, and counted in the report). The test CSV only ever becomes ``test.json``; a study
+listed in both CSVs is refused, a PatientID in both is logged. Existing PNGs of the right size
+are reused (a stopped conversion resumes); an output written with another
+``max_size``/``bit_depth`` is refused unless ``overwrite``.
 """
 import json
 import logging
@@ -26,7 +29,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Mapping, Tuple
 
-import pydicom
 from PIL import Image
 
 from vertspine.utils.file_io import write_json, write_png
@@ -34,8 +36,8 @@ from vertspine.utils.file_io import write_json, write_png
 from ..datasets_root import datasets_root, require_converted_json
 from ..spine_categories import SPLITS
 from .annotations import NO_FINDING, CsvImage, VinDrDataError, read_vindr_csv
-from .coco import ImageSize, build_coco, class_count_report, split_studies
-from .images import dicom_to_png_array, find_dicoms, output_size
+from .coco import ImageSize, build_coco, class_count_report, grouping_report, split_studies
+from .images import dicom_to_png_array, find_dicoms, output_size, read_header, read_patient_ids
 
 __all__ = [
     "CONVERT_COMMAND",
@@ -59,8 +61,9 @@ class ConversionOptions:
     """How to convert (the command-line flags of ``tools/convert_vindr.py``).
 
     Attributes:
-        val_fraction: share of training studies moved to the validation split, in (0, 1).
-        seed: seed of the study split.
+        val_fraction: share of training patients (studies, where the DICOMs carry no
+            PatientID) moved to the validation split, in (0, 1).
+        seed: seed of the patient split.
         max_size: longest side of the PNGs in pixels (0 = native resolution).
         bit_depth: 8 or 16 bit PNGs.
         drop_invalid_boxes: skip CSV lesion rows with bad coordinates instead of failing.
@@ -115,22 +118,26 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
         the conversion report (also written to ``conversion_report.json``).
     Raises:
         FileNotFoundError: a CSV or DICOM folder is missing.
-        VinDrDataError: bad CSV rows, CSV images without a DICOM, or an output converted with
-            other settings; the message names the files/rows and the fix.
+        VinDrDataError: bad CSV rows, a study in both train.csv and test.csv, CSV images
+            without a DICOM, or an output converted with other settings; the message names the
+            files/rows and the fix.
     """
     images, invalid = {}, {}
     for source in _SOURCES:
         csv_file = os.path.join(vindr_root, "annotations", f"{source}.csv")
         images[source], invalid[source] = read_vindr_csv(csv_file, options.drop_invalid_boxes)
+    _refuse_shared_studies(vindr_root, images)
     dicoms = {s: _match_dicoms(vindr_root, s, images[s]) for s in _SOURCES}
     paths = vindr_dataset_paths(output)
     _check_manifest(paths["manifest"], options)
     write_json(paths["manifest"], {"max_size": options.max_size, "bit_depth": options.bit_depth})
     sizes = {s: _convert_images(dicoms[s], paths[s]["image_root"], options) for s in _SOURCES}
+    patient_ids = {s: read_patient_ids(dicoms[s]) for s in _SOURCES}
     ids = dict(zip(("train", "val"), split_studies(images["train"], options.val_fraction,
-                                                   options.seed)))
+                                                   options.seed, patient_ids["train"])))
     ids["test"] = sorted(images["test"])
-    report: Dict[str, Any] = {"options": asdict(options), "splits": {}}
+    report: Dict[str, Any] = {"options": asdict(options), "splits": {},
+                              "validation_grouping": _log_grouping(images, patient_ids)}
     for split in SPLITS:
         source = _IMAGE_FOLDER[split]
         coco, stats = build_coco(ids[split], images[source], sizes[source],
@@ -146,11 +153,57 @@ def convert_vindr(vindr_root: str, output: str, options: ConversionOptions) -> D
     report["notes"] = (
         "Boxes of several radiologists (rad_id) are kept as-is, not fused. 'abnormal' is 0 when "
         f"any row of the image is '{NO_FINDING}', else 1 (upstream's rule); mixed_label_images "
-        "counts images with both. Validation studies come from train.csv only."
+        "counts images with both. Validation images come from train.csv only, split by DICOM "
+        "PatientID (by study where the DICOMs carry none): see validation_grouping."
     )
     write_json(paths["report"], report)
     logger.info("VinDr-SpineXR converted into %s (report: %s)", output, paths["report"])
     return report
+
+
+def _log_grouping(images: Mapping[str, Mapping[str, CsvImage]],
+                  patient_ids: Mapping[str, Mapping[str, str]]) -> Dict[str, Any]:
+    """The validation grouping's report (:func:`grouping_report`), logged; also warns of
+    PatientIDs in both train.csv and test.csv (the release's split, kept, but a leak to know)."""
+    grouping = grouping_report(images["train"], patient_ids["train"])
+    if grouping["unit"] == "patient":
+        logger.info("Validation split by PatientID: %d patients, %d studies.",
+                    grouping["patients"], grouping["studies"])
+    else:
+        logger.warning("%d of %d training studies have no PatientID in their DICOMs: each is "
+                       "grouped on its own for the validation split, so studies of one patient "
+                       "may land in both train and val.", grouping["studies_without_patient_id"],
+                       grouping["studies"])
+    shared = sorted((set(patient_ids["train"].values()) & set(patient_ids["test"].values())) - {""})
+    if shared:
+        logger.warning("%d PatientIDs have images in both train.csv and test.csv (e.g. %s): the "
+                       "release's test split shares these patients with training.",
+                       len(shared), ", ".join(shared[:5]))
+    return {**grouping, "patients_in_train_and_test": len(shared)}
+
+
+def _refuse_shared_studies(vindr_root: str, images: Mapping[str, Mapping[str, CsvImage]]) -> None:
+    """Error naming the studies that both train.csv and test.csv list (test images would leak
+    into training: same patient and visit)."""
+    first_line = {source: _first_line_of_each_study(images[source]) for source in _SOURCES}
+    shared = sorted(set(first_line["train"]) & set(first_line["test"]))
+    if shared:
+        listed = "; ".join(f"{study} (train.csv line {first_line['train'][study]}, test.csv line "
+                           f"{first_line['test'][study]})" for study in shared[:10])
+        listed += " ..." if len(shared) > 10 else ""
+        raise VinDrDataError(
+            f"{os.path.join(vindr_root, 'annotations')}: {len(shared)} study_ids are in both "
+            f"train.csv and test.csv: {listed}. Their test images would be trained on. Fix: keep "
+            "each study in one CSV (delete its rows from train.csv, or from test.csv) and rerun."
+        )
+
+
+def _first_line_of_each_study(images: Mapping[str, CsvImage]) -> Dict[str, int]:
+    """CSV line of each study's first row (``images`` is in CSV order, as read)."""
+    first: Dict[str, int] = {}
+    for record in images.values():
+        first.setdefault(record.study_id, record.lines[0])
+    return first
 
 
 def _match_dicoms(vindr_root: str, source: str, images: Mapping[str, CsvImage]) -> Dict[str, str]:
@@ -207,7 +260,7 @@ def _convert_one(job: Tuple[str, str, str, int, int, bool]) -> Tuple[str, ImageS
     """One DICOM -> PNG, or reuse of an existing PNG of the expected size."""
     image_id, dicom_path, png_path, max_size, bit_depth, overwrite = job
     if not overwrite and os.path.isfile(png_path):
-        header = pydicom.dcmread(dicom_path, stop_before_pixels=True)
+        header = read_header(dicom_path, ["Rows", "Columns"])
         native = (int(header.Rows), int(header.Columns))
         with Image.open(png_path) as png:
             written = (png.height, png.width)

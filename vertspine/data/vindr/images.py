@@ -18,18 +18,29 @@
    when training, so both depths train alike; 16 bit keeps the window's precision on disk.
 
 PNGs are single-channel (colour: 3 channels) and written atomically. DICOMs are found by walking a folder
-recursively for ``*.dicom``/``*.dcm``; the file stem is the image_id.
+recursively for ``*.dicom``/``*.dcm``; the file stem is the image_id. Headers (size on reuse,
+PatientID for the validation split) are read without the pixel data, from files with or without
+the PS3.10 preamble and file meta.
 """
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import cv2
 import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
 
 from ..image_io import min_max_to_uint8, min_max_to_unsigned, read_dicom
 from .annotations import VinDrDataError
 
-__all__ = ["DICOM_SUFFIXES", "dicom_to_png_array", "find_dicoms", "output_size"]
+__all__ = [
+    "DICOM_SUFFIXES",
+    "dicom_to_png_array",
+    "find_dicoms",
+    "output_size",
+    "read_header",
+    "read_patient_ids",
+]
 
 DICOM_SUFFIXES = (".dicom", ".dcm")
 BIT_DEPTHS = (8, 16)
@@ -107,3 +118,21 @@ def output_size(native: Tuple[int, int], max_size: int) -> Tuple[int, int]:
         return height, width
     scale = max_size / longest
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def read_header(path: str, keywords: Sequence[str] = ()) -> pydicom.Dataset:
+    """The header of one DICOM without its pixel data; only ``keywords`` when given.
+
+    A bare dataset (no preamble, no file meta) is read too, as :func:`read_dicom` reads it.
+    """
+    options = {"stop_before_pixels": True, "specific_tags": list(keywords) or None}
+    try:
+        return pydicom.dcmread(path, **options)
+    except InvalidDicomError:
+        return pydicom.dcmread(path, force=True, **options)
+
+
+def read_patient_ids(dicoms: Mapping[str, str]) -> Dict[str, str]:
+    """PatientID (0010,0020) of every DICOM by image_id; "" where absent or blank."""
+    return {image_id: str(read_header(path, ["PatientID"]).get("PatientID") or "").strip()
+            for image_id, path in dicoms.items()}

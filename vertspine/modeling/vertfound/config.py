@@ -143,7 +143,7 @@ def add_vertfound_config(cfg: CN) -> CN:
     node.DECODE = CN()
     # Monotone Viterbi over levels (strictly increasing downwards) instead of per-box argmax.
     node.DECODE.VITERBI = True
-    # Log-probability charged per level skipped between neighbouring boxes (0 = gaps free).
+    # Log sigmoid score charged per level skipped between neighbouring boxes (0 = gaps free).
     node.DECODE.GAP_PENALTY = 2.0
 
     node.CACHE = CN()

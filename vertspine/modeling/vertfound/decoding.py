@@ -1,5 +1,12 @@
 """Decoding vertebra levels of an image's boxes.
 
+Scores are per-level sigmoid probabilities of the logits, the scores the sigmoid focal loss
+trains (each level an independent binary "this box is level k"; they do not sum to 1 over
+levels). A box's level is the argmax of its sigmoid scores, or the monotone Viterbi over their
+logarithms (``logsigmoid``); its score is the sigmoid probability of the chosen level. A softmax
+would rank boxes differently: of two levels, logits (3, 2.9) give the chosen level sigmoid 0.95
+but softmax 0.52, logits (0.5, -5) sigmoid 0.62 but softmax 0.996.
+
 Boxes are sorted top to bottom by centre row; the monotone Viterbi picks the level sequence
 that maximises the summed log-probabilities under the constraint that the level index strictly
 increases down the spine, with an optional penalty per skipped level (gaps are allowed: a
@@ -12,7 +19,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["argmax_levels", "monotone_viterbi", "sequence_score", "top_to_bottom"]
+__all__ = ["argmax_levels", "decode_levels", "monotone_viterbi", "sequence_score", "top_to_bottom"]
 
 
 def top_to_bottom(boxes: Tensor) -> Tensor:
@@ -24,8 +31,25 @@ def top_to_bottom(boxes: Tensor) -> Tensor:
 
 
 def argmax_levels(log_probs: Tensor) -> Tensor:
-    """Per-box best level [N] of log-probabilities [N, K]."""
+    """Per-box best level [N] of scores [N, K] (probabilities or their logarithms)."""
     return log_probs.argmax(dim=-1)
+
+
+def decode_levels(logits: Tensor, viterbi: bool,
+                  gap_penalty: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """Levels of boxes sorted top to bottom from their level logits [N, K] (see module doc).
+
+    Returns:
+        (levels [N] int64, scores [N]: sigmoid probability of each chosen level,
+        probs [N, K]: sigmoid probabilities of all levels), float32.
+    """
+    logits = logits.float()
+    probs = logits.sigmoid()
+    if viterbi and len(logits):
+        levels, _ = monotone_viterbi(torch.nn.functional.logsigmoid(logits), gap_penalty)
+    else:
+        levels = argmax_levels(probs)
+    return levels, probs.gather(1, levels[:, None])[:, 0], probs
 
 
 def sequence_score(log_probs: Tensor, levels: Tensor, gap_penalty: float) -> float:

@@ -4,8 +4,9 @@ CLIP, registered as ``MODEL.META_ARCHITECTURE "VertFound"``.
 For every box of an image: SAM (prompted with the box) gives its mask token; CLIP's visual tower
 gives multi-layer image tokens; :class:`VertebraFusion` turns both into one feature per box in
 CLIP's text space, scored against the text embeddings of the level names. Training losses:
-focal, optimal-transport alignment, ordering (:mod:`.loss`). Inference: softmax over levels, then
-a monotone Viterbi over the boxes sorted top to bottom (:mod:`.decoding`), or argmax.
+focal, optimal-transport alignment, ordering (:mod:`.loss`). Inference: per-level sigmoid scores
+(those the focal loss trains), then a monotone Viterbi over the boxes sorted top to bottom
+(:mod:`.decoding`), or argmax.
 
 Module names: ``sam`` (segment_anything ``Sam``), ``clip`` (open_clip ``CLIP``), ``fusion``
 (with ``fusion.sam_proj``, VertFound's ``to_clip``), ``text`` (kept class embeddings, no
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from .box_sources import BOX_SOURCES
 from .cache import EmbeddingCache, compare_identity
 from .clip_encoder import ClipImageTokens, text_embedding_dim
-from .decoding import argmax_levels, monotone_viterbi, top_to_bottom
+from .decoding import decode_levels, top_to_bottom
 from .fusion import VertebraFusion
 from .identity import embedding_identity
 from .loss import focal_loss, ordering_loss, ot_alignment_loss
@@ -190,8 +191,9 @@ class VertFound(nn.Module):
         Returns:
             Training: {"loss_focal", "loss_ot", "loss_order"} (weighted). Inference: per image
             ``{"instances": Instances}`` in original image pixels with ``pred_boxes``,
-            ``pred_classes`` (int64 levels), ``scores`` (probability of the chosen level),
-            ``level_probs`` [N, K] and ``gt_indices`` (int64; -1 for detection boxes).
+            ``pred_classes`` (int64 levels), ``scores`` (sigmoid probability of the chosen level),
+            ``level_probs`` [N, K] (sigmoid probabilities, not summing to 1) and ``gt_indices``
+            (int64; -1 for detection boxes).
         """
         images = [self._rgb(x["image"]) for x in batched_inputs]
         boxes, gt_indices = self._boxes(batched_inputs, images)
@@ -322,13 +324,8 @@ class VertFound(nn.Module):
 
     def _inference(self, x, image, boxes, logits, gt_indices) -> Instances:
         """Levels of one image's boxes, in original image pixels, sorted top to bottom."""
-        probs = logits.float().softmax(dim=-1)
         order = top_to_bottom(boxes)
-        if self.viterbi and len(order):
-            sorted_levels, _ = monotone_viterbi(probs[order].clamp(min=1e-12).log(),
-                                                self.gap_penalty)
-        else:
-            sorted_levels = argmax_levels(probs[order])
+        sorted_levels, scores, probs = decode_levels(logits[order], self.viterbi, self.gap_penalty)
         height, width = image.shape[-2:]
         out_h, out_w = x.get("height", height), x.get("width", width)
         result = Instances((out_h, out_w))
@@ -337,8 +334,8 @@ class VertFound(nn.Module):
         pred.clip((out_h, out_w))
         result.pred_boxes = pred
         result.pred_classes = sorted_levels.to(torch.int64)
-        result.scores = probs[order].gather(1, sorted_levels[:, None])[:, 0]
-        result.level_probs = probs[order]
+        result.scores = scores
+        result.level_probs = probs
         result.gt_indices = gt_indices[order].to(torch.int64)
         return result
 
