@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from vertspine.modeling.vertfound.loss import (
+    entropic_ot_objective,
     focal_loss,
     log_sinkhorn,
     ordering_loss,
@@ -52,6 +53,57 @@ def test_log_sinkhorn_ignores_massless_slots():
     plan = log_sinkhorn(cost, a.log(), b.log(), epsilon=0.1, iters=300)
     assert (plan[:, -2:] == 0).all()
     torch.testing.assert_close(plan.sum(2), a, atol=1e-6, rtol=0)
+
+
+def _converged_objective(cost, a, b, epsilon):
+    """W_eps(C) = <T, C> + eps sum T log T and <T, C>, T from a fully converged Sinkhorn."""
+    plan = log_sinkhorn(cost, a.log(), b.log(), epsilon, iters=5000)
+    return ((plan * cost).sum() + epsilon * torch.special.xlogy(plan, plan).sum(),
+            (plan * cost).sum())
+
+
+def test_entropic_objective_has_the_exact_gradient_and_the_transport_cost_another():
+    cost, a, b = _problem(seed=4, b=1, n=6, k=5)
+    epsilon = 0.1
+    cost = cost.clone().requires_grad_(True)
+    value = entropic_ot_objective(cost, a, b, epsilon, iters=5000, tolerance=1e-12)
+    value.sum().backward()
+    direction = torch.randn(cost.shape, generator=torch.Generator().manual_seed(0),
+                            dtype=torch.float64)
+    h = 1e-5
+    with torch.no_grad():
+        w_plus, t_plus = _converged_objective(cost + h * direction, a, b, epsilon)
+        w_minus, t_minus = _converged_objective(cost - h * direction, a, b, epsilon)
+        w_0, _ = _converged_objective(cost, a, b, epsilon)
+    autograd = (cost.grad * direction).sum()
+    assert value.item() == pytest.approx(w_0.item(), rel=1e-9)  # the value it reports is W_eps
+    assert autograd.item() == pytest.approx(((w_plus - w_minus) / (2 * h)).item(), rel=1e-6)
+    transport = ((t_plus - t_minus) / (2 * h)).item()  # d<T(C), C>: T moves too
+    assert abs(transport - autograd.item()) > 0.05 * abs(autograd.item())
+
+
+def test_sinkhorn_stops_at_the_tolerance_and_warns_when_iterations_run_out(caplog):
+    cost, a, b = _problem(seed=5)
+    cost = cost * 20  # hard costs: slow convergence at small epsilon
+    few = log_sinkhorn(cost, a.log(), b.log(), epsilon=0.05, iters=50)
+    assert ((few.sum(2) / a - 1).abs().max() > 0.05)  # 50 fixed iterations: rows far off
+    with caplog.at_level("WARNING"):
+        log_sinkhorn(cost, a.log(), b.log(), epsilon=0.05, iters=50, tolerance=1e-3)
+    assert "Sinkhorn stopped after 50 iterations" in caplog.text
+    plan = log_sinkhorn(cost, a.log(), b.log(), epsilon=0.05, iters=100000, tolerance=1e-3)
+    assert (plan.sum(2) / a - 1).abs().max() <= 1e-3
+
+
+def test_assignment_target_is_each_box_cost_to_its_own_level():
+    text = F.normalize(torch.randn(4, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    features = torch.randn(1, 3, 3, generator=torch.Generator().manual_seed(2))
+    labels, valid = torch.tensor([[2, 0, 1]]), torch.tensor([[True, True, False]])
+    expected = sum(1 - F.cosine_similarity(features[0, i], text[labels[0, i]], dim=0)
+                   for i in (0, 1)) / 2  # by hand: the two real boxes, uniform mass
+    loss = ot_alignment_loss(features, text, labels, valid, target="assignment")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="OT_TARGET"):
+        ot_alignment_loss(features, text, labels, valid, target="pairs")
 
 
 def test_ot_alignment_loss_is_zero_cost_at_perfect_alignment_and_has_gradient():

@@ -130,10 +130,14 @@ def add_vertfound_config(cfg: CN) -> CN:
     node.LOSS.FOCAL_ALPHA = 0.25
     node.LOSS.FOCAL_GAMMA = 2.0
     # Optimal-transport (entropic Wasserstein) box-text alignment loss: weight, entropy
-    # regularisation and log-domain Sinkhorn iterations.
+    # regularisation, the most log-domain Sinkhorn iterations and the relative row-marginal
+    # error at which they stop, and the target: "sets" (boxes vs the levels' histogram, as the
+    # paper) or "assignment" (each box to its ground-truth level).
     node.LOSS.OT_WEIGHT = 1.0
     node.LOSS.OT_EPSILON = 0.05
-    node.LOSS.OT_ITERS = 50
+    node.LOSS.OT_ITERS = 500
+    node.LOSS.OT_TOLERANCE = 1e-3
+    node.LOSS.OT_TARGET = "sets"
     # Ordering loss on expected levels of top-to-bottom neighbouring boxes: weight and mode
     # ("gt_step": smooth-L1 to the ground-truth level step; "hinge": penalise steps below MARGIN).
     node.LOSS.ORDER_WEIGHT = 0.1

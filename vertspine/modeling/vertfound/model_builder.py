@@ -81,6 +81,8 @@ def vertfound_parts_from_config(cfg) -> Dict[str, Any]:
         "focal_gamma": loss.FOCAL_GAMMA,
         "ot_epsilon": loss.OT_EPSILON,
         "ot_iters": loss.OT_ITERS,
+        "ot_tolerance": loss.OT_TOLERANCE,
+        "ot_target": loss.OT_TARGET,
         "order_mode": loss.ORDER_MODE,
         "order_margin": loss.ORDER_MARGIN,
         "viterbi": node.DECODE.VITERBI,

@@ -28,7 +28,7 @@ from .clip_encoder import ClipImageTokens, text_embedding_dim
 from .decoding import decode_levels, top_to_bottom
 from .fusion import VertebraFusion
 from .identity import embedding_identity
-from .loss import focal_loss, ordering_loss, ot_alignment_loss
+from .loss import OT_TARGETS, focal_loss, ordering_loss, ot_alignment_loss
 from .model_builder import vertfound_parts_from_config
 from .sam_encoder import SamBoxEncoder
 from .text import LevelTextClassifier
@@ -52,7 +52,8 @@ class VertFound(nn.Module):
                  box_position: bool = True, logit_scale: float = 100.0,
                  learn_logit_scale: bool = False, class_prior_prob: float = 0.0,
                  loss_weights: Optional[Dict[str, float]] = None, focal_alpha: float = 0.25,
-                 focal_gamma: float = 2.0, ot_epsilon: float = 0.05, ot_iters: int = 50,
+                 focal_gamma: float = 2.0, ot_epsilon: float = 0.05, ot_iters: int = 500,
+                 ot_tolerance: float = 1e-3, ot_target: str = "sets",
                  order_mode: str = "gt_step", order_margin: float = 1.0, viterbi: bool = True,
                  gap_penalty: float = 2.0, box_source: str = "gt",
                  detections: Optional[Dict[Any, Tuple[Tensor, Tensor]]] = None,
@@ -76,7 +77,8 @@ class VertFound(nn.Module):
             learn_logit_scale: learn it (as ``logit_scale_log``).
             class_prior_prob: > 0 adds a learnable bias starting at logit(prior).
             loss_weights: {"loss_focal", "loss_ot", "loss_order"} -> weight (0 skips a loss).
-            focal_alpha, focal_gamma, ot_epsilon, ot_iters, order_mode, order_margin: losses.
+            focal_alpha, focal_gamma, ot_epsilon, ot_iters, ot_tolerance, ot_target,
+                order_mode, order_margin: losses (see :mod:`.loss`).
             viterbi, gap_penalty: decoding (see :func:`monotone_viterbi`).
             box_source: "gt" or "detections" (inference boxes; training always uses gt).
             detections: image_id -> (boxes XYXY original pixels, scores), for "detections".
@@ -126,7 +128,10 @@ class VertFound(nn.Module):
         self.loss_weights = dict(loss_weights or {"loss_focal": 1.0, "loss_ot": 1.0,
                                                   "loss_order": 0.1})
         self.focal = (focal_alpha, focal_gamma)
-        self.ot = (ot_epsilon, ot_iters)
+        if ot_target not in OT_TARGETS:
+            raise ValueError(f"MODEL.VERTFOUND.LOSS.OT_TARGET is {ot_target!r}; use one of "
+                             f"{OT_TARGETS}.")
+        self.ot = (ot_epsilon, ot_iters, ot_tolerance, ot_target)
         self.order = (order_mode, order_margin)
         self.viterbi, self.gap_penalty = viterbi, gap_penalty
         self.box_source, self.detections = box_source, detections or {}
