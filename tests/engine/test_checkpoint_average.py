@@ -74,3 +74,17 @@ def test_tool_writes_a_loadable_average(tmp_path):
     written = torch.load(out, map_location="cpu", weights_only=False)
     assert torch.equal(written["model"]["w"], torch.tensor([2.0]))
     assert written["averaged_from"] == [a, b]
+
+
+def test_tool_refuses_a_non_finite_input_naming_file_and_tensor(tmp_path):
+    good = _save(tmp_path / "good.pth", w=torch.tensor([1.0]), b=torch.tensor([0.0]))
+    diverged = _save(tmp_path / "diverged.pth", w=torch.tensor([float("nan")]),
+                     b=torch.tensor([float("inf")]))
+    out = tmp_path / "avg.pth"
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "average_checkpoints.py"),
+                             "--inputs", good, diverged, "--output", str(out)],
+                            cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "diverged.pth': tensor 'w' holds NaN or infinite values" in result.stderr
+    assert "['w', 'b']" in result.stderr
+    assert not out.exists()
