@@ -169,3 +169,9 @@ def test_two_gloo_processes_train_like_one(tiny_phantom, tmp_path):
     assert moved > 1e-3
     # Up to the mean-of-means of the ROI-head losses, two processes follow one process.
     assert _distance(w_two, w_one) < 0.05 * moved
+
+
+def test_make_phantom_train_passes_args_as_overrides():
+    result = subprocess.run(["make", "-n", "phantom-train", "VENV=none", "ARGS=SOLVER.MAX_ITER 20"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().endswith("SOLVER.MAX_ITER 20")
