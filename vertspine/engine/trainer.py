@@ -2,7 +2,10 @@
 
 What differs from DefaultTrainer, and why:
 - DDP without ``device_ids`` for CPU models (gloo runs; see :mod:`vertspine.engine.launch`).
-- Checkpoints written atomically (:class:`AtomicDetectionCheckpointer`).
+- Checkpoints written atomically and never with NaN or infinite weights
+  (:class:`AtomicDetectionCheckpointer`); a divergence names the last good checkpoint.
+- On resume: metrics.json loses the lines of the iterations trained again, and the temporary
+  files of a save cut by a kill are removed.
 - SGD or AdamW, with full-model gradient-norm clipping available (:mod:`.optimizer`).
 - The dataset mapper chosen by ``INPUT.DATASET_MAPPER`` (default ``VertspineDatasetMapper``,
   which reads DICOM and 16-bit PNG) and the loaders by ``DATALOADER.BUILDER`` (default
@@ -21,6 +24,7 @@ import weakref
 
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
 
 from vertspine.data import (
@@ -32,11 +36,12 @@ from vertspine.data import (
 from vertspine.evaluation import build_evaluator
 from vertspine.utils.file_io import atomic_write
 
-from .checkpoint import AtomicDetectionCheckpointer
+from .checkpoint import AtomicDetectionCheckpointer, NonFiniteWeightsError
 from .ema import EMA_CHECKPOINT_KEY, EMAUpdate, build_model_ema
 from .hooks import ValidationLoss
 from .launch import create_ddp_model
 from .optimizer import build_optimizer
+from .writers import MetricsJSONWriter
 
 __all__ = ["Trainer"]
 
@@ -65,7 +70,34 @@ class Trainer(DefaultTrainer):
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
+        self.metrics_writer = None  # the main process's, set by build_writers
         self.register_hooks(self.build_hooks())
+
+    def resume_or_load(self, resume: bool = True):
+        """DefaultTrainer's; on resume the main process also removes the temporary files of an
+        interrupted save and the metrics.json lines of the iterations it will train again."""
+        super().resume_or_load(resume=resume)
+        if resume and comm.is_main_process():
+            self.checkpointer.remove_stale_temporary_files()
+            if self.metrics_writer is not None:
+                self.metrics_writer.drop_from(self.start_iter)
+
+    def train(self):
+        """DefaultTrainer's; a divergence (NaN or infinite loss) names the last checkpoint,
+        whose weights are finite, and how to go on."""
+        try:
+            return super().train()
+        except NonFiniteWeightsError:
+            raise
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e}\n{self.checkpointer.divergence_advice()}") from e
+
+    def build_writers(self):
+        """detectron2's default writers, with a metrics.json writer that resume can trim."""
+        os.makedirs(self.cfg.OUTPUT_DIR, exist_ok=True)
+        self.metrics_writer = MetricsJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
+        return [CommonMetricPrinter(self.max_iter), self.metrics_writer,
+                TensorboardXWriter(self.cfg.OUTPUT_DIR)]
 
     @classmethod
     def build_optimizer(cls, cfg, model):
