@@ -102,3 +102,14 @@ def test_unreadable_files_say_what_they_are_without_torch_advice(tmp_path, conte
     with pytest.raises(CheckpointReadError, match=what) as raised:
         read_state_dict(str(path))
     assert "weights_only" not in str(raised.value)
+
+
+def test_old_protocol_pickles_are_not_judged_by_their_bytes(tmp_path):
+    import pickle
+
+    from vertspine.utils.state_dict import not_a_checkpoint
+
+    for protocol in (0, 1, 2):
+        path = tmp_path / f"p{protocol}.pkl"
+        path.write_bytes(pickle.dumps({"blobs": {"conv1_w": [1.0, 2.0]}}, protocol=protocol))
+        assert not_a_checkpoint(str(path)) is None, protocol

@@ -112,17 +112,20 @@ def load_checkpoint_file(path: str, trust_pickle: bool = False, missing_hint: st
 
 def not_a_checkpoint(path: str) -> Optional[str]:
     """What the file at ``path`` is when it cannot be a checkpoint, judged from its bytes
-    without unpickling anything; None when it looks like one (a zip archive or a pickle).
+    without unpickling anything; None when it may be one: a zip archive, or a pickle (protocol
+    2+ begins with 0x80; protocols 0 and 1 end with the STOP opcode ".").
 
     Examples: "an empty file", "a zip archive cut short (its end is missing)", "a text file
     beginning 'hello'", "4096 bytes of unrecognised data".
     """
     size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(256)
     if size == 0:
         return "an empty file"
-    if zipfile.is_zipfile(path) or head.startswith(_PICKLE_PROTOCOL_2_PLUS):
+    with open(path, "rb") as f:
+        head = f.read(256)
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+    if zipfile.is_zipfile(path) or head.startswith(_PICKLE_PROTOCOL_2_PLUS) or last == b".":
         return None
     if head.startswith(_ZIP_MAGIC):
         return ("a zip archive cut short (its end is missing: an interrupted copy, download or "
@@ -145,7 +148,7 @@ def unreadable_checkpoint_error(path: str, error: BaseException,
             f"{path} could not be read with weights_only=True ({_first_line(error)}). If you "
             "trust the file, load it with trust_pickle=True.")
     what = not_a_checkpoint(path) or \
-        f"a zip archive or pickle that fails to load ({type(error).__name__}: {_first_line(error)})"
+        f"a file that fails to load as one ({type(error).__name__}: {_first_line(error)})"
     return CheckpointReadError(
         f"{path} is not a readable PyTorch checkpoint (a torch.save file or a pickle): it is "
         f"{what}. Copy or download it again, or name another file.")
