@@ -62,3 +62,17 @@ def test_coco_ap_nan_from_no_detections_is_explained(dataset_name, tmp_path, cap
     assert results["bbox"]["AP"] != results["bbox"]["AP"]  # nan
     assert (f"AP is nan on {dataset_name}: the detector produced no detections above the score "
             "threshold (MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.05)") in caplog.text
+
+
+def test_score_threshold_setting_names_the_architectures_key():
+    from vertspine.evaluation.build import score_threshold_setting
+    from vertspine.modeling.sparse_rcnn.config import add_sparse_rcnn_config
+
+    cfg = get_vertspine_cfg()
+    assert score_threshold_setting(cfg) == "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.05"
+    cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
+    assert score_threshold_setting(cfg) == "MODEL.RETINANET.SCORE_THRESH_TEST 0.05"
+    cfg.MODEL.META_ARCHITECTURE = "SparseRCNN"
+    if "SPARSE_RCNN" not in cfg.MODEL:
+        add_sparse_rcnn_config(cfg)
+    assert score_threshold_setting(cfg) == "MODEL.SPARSE_RCNN.SCORE_THRESH_TEST 0.0"

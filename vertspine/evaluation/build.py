@@ -41,12 +41,15 @@ def registered_evaluator_types() -> list:
     return sorted(_EVALUATOR_BUILDERS)
 
 
+# The config node holding SCORE_THRESH_TEST, by MODEL.META_ARCHITECTURE (default ROI_HEADS).
+_SCORE_THRESHOLD_NODES = {"RetinaNet": "RETINANET", "SparseRCNN": "SPARSE_RCNN"}
+
+
 def score_threshold_setting(cfg: CfgNode) -> str:
     """The config key and value of the score threshold below which the model's detections are
     dropped at test time, e.g. ``"MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.05"``."""
-    if cfg.MODEL.META_ARCHITECTURE == "RetinaNet":
-        return f"MODEL.RETINANET.SCORE_THRESH_TEST {cfg.MODEL.RETINANET.SCORE_THRESH_TEST}"
-    return f"MODEL.ROI_HEADS.SCORE_THRESH_TEST {cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST}"
+    node = _SCORE_THRESHOLD_NODES.get(cfg.MODEL.META_ARCHITECTURE, "ROI_HEADS")
+    return f"MODEL.{node}.SCORE_THRESH_TEST {cfg.MODEL[node].SCORE_THRESH_TEST}"
 
 
 class DetectionEvaluator(COCOEvaluator):
