@@ -5,6 +5,7 @@ The runs use the instant R-18 config on the tiny phantom (seconds on a CPU).
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -230,3 +231,23 @@ def test_make_phantom_train_passes_args_as_overrides():
     result = subprocess.run(["make", "-n", "phantom-train", "VENV=none", "ARGS=SOLVER.MAX_ITER 20"],
                             cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip().endswith("SOLVER.MAX_ITER 20")
+
+
+def test_resume_continues_exactly_as_the_uninterrupted_run(tiny_phantom, tmp_path):
+    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+    # SEED 42 (the instant config); evaluation and validation loss at the checkpoint's
+    # iteration must not change the training's random numbers
+    args = ["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"], "SOLVER.MAX_ITER", "4",
+            "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "2",
+            "TEST.VAL_LOSS_PERIOD", "2", "TEST.VAL_LOSS_NUM_BATCHES", "1"]
+    run_train_net([*args, "OUTPUT_DIR", whole])
+    # what a kill -9 right after the first checkpoint (iteration 1) leaves for --resume
+    os.makedirs(resumed)
+    shutil.copy(os.path.join(whole, "model_0000001.pth"), resumed)
+    with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
+        f.write("model_0000001.pth")
+    result = run_train_net(["--resume", *args, "OUTPUT_DIR", resumed])
+    assert "Exact resume: drawing again the 2 batches already trained" in result.stdout
+    expected = _weights(os.path.join(whole, "model_final.pth"))
+    got = _weights(os.path.join(resumed, "model_final.pth"))
+    assert max((got[k].double() - expected[k].double()).abs().max().item() for k in expected) < 1e-6

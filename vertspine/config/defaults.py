@@ -97,6 +97,10 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.VERTSPINE = CN()
     # Iterations between progress lines (iteration, ETA, losses) and metrics.json/TensorBoard writes.
     cfg.VERTSPINE.LOG_PERIOD = 20
+    # --resume continues exactly: the loader's batches up to the checkpoint are drawn again and
+    # dropped, and the torch/numpy/python random number generators are set to the checkpoint's
+    # (vertspine.engine.resume; needs SEED >= 0). False: a faster resume with another data order.
+    cfg.VERTSPINE.EXACT_RESUME = True
 
 
 def add_vertspine_config(cfg: CN) -> CN:
