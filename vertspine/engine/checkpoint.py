@@ -67,7 +67,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         try:
             loaded = super()._load_file(filename)
         except Exception as e:  # torch.load / pickle errors: name the file and what it is
-            raise unreadable_checkpoint_error(filename, e) from e
+            raise unreadable_checkpoint_error(filename, e)
         if not isinstance(loaded, Mapping):
             raise CheckpointReadError(f"{filename} holds a {type(loaded).__name__}, not a "
                                       "checkpoint (a dict of weights).")

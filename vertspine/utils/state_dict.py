@@ -55,8 +55,10 @@ def read_state_dict(source: StateDictSource, *, trust_pickle: bool = False,
             tensors.
     """
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the checkpoint object"
-    state = load_checkpoint_file(where, trust_pickle, missing_hint) if isinstance(source, (str, os.PathLike)) \
-        else source
+    if isinstance(source, (str, os.PathLike)):
+        state = load_checkpoint_file(where, trust_pickle, missing_hint)
+    else:
+        state = source
     if entry is not None:
         if not (isinstance(state, Mapping) and isinstance(state.get(entry), Mapping)):
             found = sorted(map(str, state))[:8] if isinstance(state, Mapping) else type(state).__name__
@@ -107,7 +109,7 @@ def load_checkpoint_file(path: str, trust_pickle: bool = False, missing_hint: st
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as e:  # UnpicklingError, RuntimeError (zip), EOFError, KeyError, ...
-        raise unreadable_checkpoint_error(path, e, trust_pickle) from e
+        raise unreadable_checkpoint_error(path, e, trust_pickle)
 
 
 def not_a_checkpoint(path: str) -> Optional[str]:
@@ -141,17 +143,24 @@ def not_a_checkpoint(path: str) -> Optional[str]:
 
 def unreadable_checkpoint_error(path: str, error: BaseException,
                                 trust_pickle: bool = False) -> CheckpointReadError:
-    """The error for a checkpoint file that failed to load with ``error``: it names the file
-    and what it is; ``raise ... from error`` keeps the loader's own message in the traceback."""
-    if not trust_pickle and "weights_only" in str(error) and not_a_checkpoint(path) is None:
-        return CheckpointReadError(
+    """The error to raise for a checkpoint file that failed to load with ``error``: it names
+    the file and what it is. When the bytes show what it is (text, a cut zip, ...), the
+    loader's own message, whose advice would mislead, is left out of the traceback; otherwise
+    ``error`` is kept as the cause. Raise it as is (``raise unreadable_checkpoint_error(...)``)."""
+    what = not_a_checkpoint(path)
+    if what is None and not trust_pickle and "weights_only" in str(error):
+        result = CheckpointReadError(
             f"{path} could not be read with weights_only=True ({_first_line(error)}). If you "
             "trust the file, load it with trust_pickle=True.")
-    what = not_a_checkpoint(path) or \
-        f"a file that fails to load as one ({type(error).__name__}: {_first_line(error)})"
-    return CheckpointReadError(
-        f"{path} is not a readable PyTorch checkpoint (a torch.save file or a pickle): it is "
-        f"{what}. Copy or download it again, or name another file.")
+    else:
+        described = what or \
+            f"a file that fails to load as one ({type(error).__name__}: {_first_line(error)})"
+        result = CheckpointReadError(
+            f"{path} is not a readable PyTorch checkpoint (a torch.save file or a pickle): it is "
+            f"{described}. Copy or download it again, or name another file.")
+    result.__cause__ = None if what else error
+    result.__suppress_context__ = True
+    return result
 
 
 def non_finite_tensors(state: Union[Mapping[str, Any], list, tuple], prefix: str = "") -> List[str]:
