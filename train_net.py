@@ -10,19 +10,18 @@
 with gloo where there are none. ``--dist-url`` defaults to ``auto`` (a free local port).
 Trailing ``KEY VALUE`` pairs override the config.
 """
-import logging
-
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registrations)
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 from vertspine.config import get_vertspine_cfg
 from vertspine.data import register_datasets_from_config, register_image_folders_from_config
-from vertspine.engine import AtomicDetectionCheckpointer, Trainer, check_weights_file, launch
-
-logger = logging.getLogger("vertspine")
+from vertspine.engine import Trainer, check_weights_file, launch, load_evaluation_weights
 
 
 def setup(args):
-    """Config from defaults + vertspine keys + file + command-line overrides; logging, seeds,
+    """Config from defaults + vertspine keys + file + command-line overrides; logging (the
+    detectron2, fvcore and vertspine loggers to the console and OUTPUT_DIR/log.txt), seeds,
     config dump in OUTPUT_DIR; datasets named in DATASETS.COCO_JSON and DATASETS.IMAGE_FOLDER
     registered."""
     cfg = get_vertspine_cfg()
@@ -30,6 +29,7 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vertspine")
     register_datasets_from_config(cfg)
     register_image_folders_from_config(cfg)
     return cfg
@@ -39,13 +39,8 @@ def main(args):
     cfg = setup(args)
     check_weights_file(cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, args.resume)
     if args.eval_only:
-        if not cfg.MODEL.WEIGHTS and not args.resume:
-            raise ValueError("--eval-only needs weights: add MODEL.WEIGHTS path/to/model.pth "
-                             "(or --resume to use OUTPUT_DIR/last_checkpoint).")
         model = Trainer.build_model(cfg)
-        AtomicDetectionCheckpointer(
-            model, save_dir=cfg.OUTPUT_DIR, use_ema_weights=cfg.MODEL_EMA.ENABLED
-        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        load_evaluation_weights(model, cfg, args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -61,7 +56,6 @@ def build_argument_parser():
 
 if __name__ == "__main__":
     args = build_argument_parser().parse_args()
-    logger.info("Command line arguments: %s", args)
     launch(
         main,
         args.num_gpus,

@@ -50,3 +50,16 @@ def run_train_net(args, *, timeout=600, check=True):
             f"train_net.py {' '.join(args)} exited {result.returncode}:\n{result.stderr[-6000:]}"
         )
     return result
+
+
+@pytest.fixture(autouse=True)
+def _restore_vertspine_logger():
+    """train_net.setup configures the "vertspine" logger (handlers, no propagation); undo it
+    after each test so that later tests' caplog still sees vertspine's records."""
+    import logging
+
+    logger = logging.getLogger("vertspine")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])

@@ -3,7 +3,9 @@
 The runs use the instant R-18 config on the tiny phantom (seconds on a CPU).
 """
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +129,9 @@ def test_resume_after_kill_continues_at_next_iteration(tiny_phantom, tmp_path):
     last_iteration = torch.load(os.path.join(out, last), map_location="cpu",
                                 weights_only=False)["iteration"]
     assert last_iteration >= 7
+    stale = os.path.join(out, f".model_{last_iteration + 4:07d}.pth.k2j4h1.tmp")  # a cut save
+    with open(stale, "wb") as f:
+        f.write(b"half a checkpoint")
 
     result = run_train_net(["--resume", *args])
     log = result.stdout + result.stderr
@@ -134,7 +139,9 @@ def test_resume_after_kill_continues_at_next_iteration(tiny_phantom, tmp_path):
     final = torch.load(os.path.join(out, "model_final.pth"), map_location="cpu",
                        weights_only=False)
     assert final["iteration"] == 39
-    assert _iterations_logged(out)[-1] == 39
+    # each iteration once: the lines the killed run wrote after its checkpoint were dropped
+    assert _iterations_logged(out) == list(range(40))
+    assert not os.path.exists(stale)
 
 
 def _weights(path):
@@ -169,3 +176,76 @@ def test_two_gloo_processes_train_like_one(tiny_phantom, tmp_path):
     assert moved > 1e-3
     # Up to the mean-of-means of the ROI-head losses, two processes follow one process.
     assert _distance(w_two, w_one) < 0.05 * moved
+
+
+def _all_finite(path):
+    return all(bool(torch.isfinite(t).all()) for t in _weights(path).values()
+               if t.is_floating_point())
+
+
+def test_divergence_names_the_last_checkpoint_whose_weights_are_finite(tiny_phantom, tmp_path):
+    out = str(tmp_path)
+    result = run_train_net(["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"],
+                            "SOLVER.BASE_LR", "1e6", "SOLVER.CHECKPOINT_PERIOD", "1",
+                            "OUTPUT_DIR", out], check=False)
+    assert result.returncode != 0
+    assert "FloatingPointError" in result.stderr and "Training diverged." in result.stderr
+    with open(os.path.join(out, "last_checkpoint")) as f:
+        last = os.path.join(out, f.read().strip())
+    assert f"The last checkpoint, with finite weights, is {last}" in result.stderr
+    for name in os.listdir(out):
+        if name.endswith(".pth"):
+            assert _all_finite(os.path.join(out, name)), name
+
+
+def test_eval_only_refuses_another_models_weights(tiny_phantom, tmp_path):
+    """An image classifier's weights given to Faster R-CNN: an error naming what stays unloaded.
+    (--eval-only --resume without a checkpoint is tested on load_evaluation_weights, which
+    train_net calls, in tests/engine/test_checkpoint.py.)"""
+    base = ["--config-file", INSTANT_CONFIG, "--eval-only", *tiny_phantom["opts"]]
+    classifier = str(tmp_path / "classifier.pth")  # an image classifier's weights
+    torch.save({"model": {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(7, 512)}},
+               classifier)
+    result = run_train_net([*base, "MODEL.WEIGHTS", classifier, "OUTPUT_DIR", str(tmp_path / "c")],
+                           check=False)
+    assert result.returncode != 0
+    assert "classifier.pth leaves 98 parameters and buffers of the model unloaded: backbone, " \
+           "proposal_generator, roi_heads." in result.stderr
+    assert "TEST.ALLOW_PARTIAL_WEIGHTS True" in result.stderr
+
+
+def test_vertspine_logger_writes_info_and_warnings_to_log_txt(tmp_path):
+    train_net.setup(_parse("OUTPUT_DIR", str(tmp_path)))
+    logger = logging.getLogger("vertspine.engine.some_module")
+    logger.info("an info line of vertspine")
+    logger.warning("a warning of vertspine")
+    with open(tmp_path / "log.txt") as f:
+        log = f.read()
+    assert "vertspine.engine.some_module INFO: an info line of vertspine" in log
+    assert "vertspine.engine.some_module WARNING: a warning of vertspine" in log
+
+
+def test_make_phantom_train_passes_args_as_overrides():
+    result = subprocess.run(["make", "-n", "phantom-train", "VENV=none", "ARGS=SOLVER.MAX_ITER 20"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().endswith("SOLVER.MAX_ITER 20")
+
+
+def test_resume_continues_exactly_as_the_uninterrupted_run(tiny_phantom, tmp_path):
+    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+    # SEED 42 (the instant config); evaluation and validation loss at the checkpoint's
+    # iteration must not change the training's random numbers
+    args = ["--config-file", INSTANT_CONFIG, *tiny_phantom["opts"], "SOLVER.MAX_ITER", "4",
+            "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "2",
+            "TEST.VAL_LOSS_PERIOD", "2", "TEST.VAL_LOSS_NUM_BATCHES", "1"]
+    run_train_net([*args, "OUTPUT_DIR", whole])
+    # what a kill -9 right after the first checkpoint (iteration 1) leaves for --resume
+    os.makedirs(resumed)
+    shutil.copy(os.path.join(whole, "model_0000001.pth"), resumed)
+    with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
+        f.write("model_0000001.pth")
+    result = run_train_net(["--resume", *args, "OUTPUT_DIR", resumed])
+    assert "Exact resume: drawing again the 2 batches already trained" in result.stdout
+    expected = _weights(os.path.join(whole, "model_final.pth"))
+    got = _weights(os.path.join(resumed, "model_final.pth"))
+    assert max((got[k].double() - expected[k].double()).abs().max().item() for k in expected) < 1e-6

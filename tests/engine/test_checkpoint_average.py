@@ -1,4 +1,5 @@
 """Checkpoint averaging: the tensor-wise mean, layout checks naming both files, the tool."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -74,3 +75,18 @@ def test_tool_writes_a_loadable_average(tmp_path):
     written = torch.load(out, map_location="cpu", weights_only=False)
     assert torch.equal(written["model"]["w"], torch.tensor([2.0]))
     assert written["averaged_from"] == [a, b]
+
+
+def test_tool_refuses_a_non_finite_input_naming_file_and_tensor(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "average_checkpoints_tool", os.path.join(REPO_ROOT, "tools", "average_checkpoints.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    good = _save(tmp_path / "good.pth", w=torch.tensor([1.0]), b=torch.tensor([0.0]))
+    diverged = _save(tmp_path / "diverged.pth", w=torch.tensor([float("nan")]),
+                     b=torch.tensor([float("inf")]))
+    out = tmp_path / "avg.pth"
+    with pytest.raises(ValueError, match=r"diverged.pth': tensor 'w' holds NaN or infinite values "
+                                         r"\(2 such tensors: \['w', 'b'\]\)"):
+        tool.main(["--inputs", good, diverged, "--output", str(out)])
+    assert not out.exists()

@@ -41,3 +41,38 @@ def test_families_register_new_evaluator_types():
     assert "coco" in registered_evaluator_types()
     with pytest.raises(ValueError, match="already registered for 'coco'"):
         register_evaluator("coco")(lambda cfg, name, folder: None)
+
+
+def test_coco_ap_nan_from_no_detections_is_explained(dataset_name, tmp_path, caplog):
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    json_file = tmp_path / "one_image.json"
+    json_file.write_text('{"images": [{"id": 1, "file_name": "1.png", "height": 10, "width": 10}],'
+                         ' "annotations": [], "categories": [{"id": 1, "name": "a"}]}')
+    MetadataCatalog.get(dataset_name).set(evaluator_type="coco", json_file=str(json_file),
+                                          thing_dataset_id_to_contiguous_id={1: 0})
+    evaluator = build_evaluator(get_vertspine_cfg(), dataset_name, str(tmp_path))
+    evaluator.reset()
+    nothing = Instances((10, 10), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0),
+                        pred_classes=torch.zeros(0, dtype=torch.int64))
+    evaluator.process([{"image_id": 1}], [{"instances": nothing}])
+    with caplog.at_level("WARNING", logger="vertspine"):
+        results = evaluator.evaluate()
+    assert results["bbox"]["AP"] != results["bbox"]["AP"]  # nan
+    assert (f"AP is nan on {dataset_name}: the detector produced no detections above the score "
+            "threshold (MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.05)") in caplog.text
+
+
+def test_score_threshold_setting_names_the_architectures_key():
+    from vertspine.evaluation.build import score_threshold_setting
+    from vertspine.modeling.sparse_rcnn.config import add_sparse_rcnn_config
+
+    cfg = get_vertspine_cfg()
+    assert score_threshold_setting(cfg) == "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.05"
+    cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
+    assert score_threshold_setting(cfg) == "MODEL.RETINANET.SCORE_THRESH_TEST 0.05"
+    cfg.MODEL.META_ARCHITECTURE = "SparseRCNN"
+    if "SPARSE_RCNN" not in cfg.MODEL:
+        add_sparse_rcnn_config(cfg)
+    assert score_threshold_setting(cfg) == "MODEL.SPARSE_RCNN.SCORE_THRESH_TEST 0.0"

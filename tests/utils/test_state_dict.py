@@ -89,3 +89,27 @@ def test_pickled_objects_need_trust_pickle(tmp_path):
         read_state_dict(path)
     assert torch.equal(read_state_dict(path, trust_pickle=True)["w"], torch.ones(2))
     assert os.path.isfile(path)
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"hello world\n", r"a text file beginning 'hello world'"),
+    (bytes((i * 37 + 11) % 256 for i in range(4096)), r"4096 bytes of unrecognised data"),
+    (b"PK\x03\x04" + b"\x00" * 200, r"a zip archive cut short"),
+])
+def test_unreadable_files_say_what_they_are_without_torch_advice(tmp_path, content, what):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointReadError, match=what) as raised:
+        read_state_dict(str(path))
+    assert "weights_only" not in str(raised.value)
+
+
+def test_old_protocol_pickles_are_not_judged_by_their_bytes(tmp_path):
+    import pickle
+
+    from vertspine.utils.state_dict import not_a_checkpoint
+
+    for protocol in (0, 1, 2):
+        path = tmp_path / f"p{protocol}.pkl"
+        path.write_bytes(pickle.dumps({"blobs": {"conv1_w": [1.0, 2.0]}}, protocol=protocol))
+        assert not_a_checkpoint(str(path)) is None, protocol

@@ -82,6 +82,9 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.TEST.VAL_LOSS_PERIOD = 0
     # Batches of that dataset averaged for one validation-loss measurement.
     cfg.TEST.VAL_LOSS_NUM_BATCHES = 10
+    # --eval-only with weights that leave parameters of the model unloaded (another
+    # architecture's checkpoint): False = an error naming them, True = evaluate them random.
+    cfg.TEST.ALLOW_PARTIAL_WEIGHTS = False
 
     # Exponential moving average of the weights (vertspine.engine.ema): updated every iteration,
     # used by the evaluations in training and by --eval-only (checkpoint entry "model_ema").
@@ -94,6 +97,10 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.VERTSPINE = CN()
     # Iterations between progress lines (iteration, ETA, losses) and metrics.json/TensorBoard writes.
     cfg.VERTSPINE.LOG_PERIOD = 20
+    # --resume continues exactly: the loader's batches up to the checkpoint are drawn again and
+    # dropped, and the torch/numpy/python random number generators are set to the checkpoint's
+    # (vertspine.engine.resume; needs SEED >= 0). False: a faster resume with another data order.
+    cfg.VERTSPINE.EXACT_RESUME = True
 
 
 def add_vertspine_config(cfg: CN) -> CN:

@@ -11,9 +11,22 @@ from typing import Dict, Sequence
 
 import torch
 
-from vertspine.utils.state_dict import read_state_dict
+from vertspine.utils.state_dict import non_finite_tensors, read_state_dict
 
 __all__ = ["average_checkpoints"]
+
+
+def _read_finite(path: str) -> Dict[str, torch.Tensor]:
+    """The ``model`` entry of ``path``; ValueError naming the file and tensors when any holds
+    NaN or infinity (a diverged checkpoint would make the average non-finite or meaningless)."""
+    state = read_state_dict(path, entry="model")
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(
+            f"{path!r}: tensor {bad[0]!r} holds NaN or infinite values ({len(bad)} such tensors: "
+            f"{bad[:5]}): training had diverged when it was saved. Leave this checkpoint out of "
+            "the average (average earlier ones).")
+    return state
 
 
 def _check_same_layout(reference: Dict[str, torch.Tensor], reference_path: str,
@@ -40,20 +53,21 @@ def average_checkpoints(paths: Sequence[str]) -> Dict[str, torch.Tensor]:
         A state dict with the keys, shapes and dtypes of the checkpoints' models.
     Raises:
         ValueError: fewer than two paths, models that differ in keys or shapes (the message
-            names both files), or a file that is not a training checkpoint (unreadable, or
+            names both files), a tensor holding NaN or infinity (naming file and tensor), or a
+            file that is not a training checkpoint (unreadable, or
             without a ``model`` entry: :class:`~vertspine.utils.state_dict.CheckpointReadError`,
             naming the file).
         FileNotFoundError: a path that does not exist.
     """
     if len(paths) < 2:
         raise ValueError(f"Checkpoint averaging needs at least two checkpoints, got {list(paths)}.")
-    reference = read_state_dict(paths[0], entry="model")
+    reference = _read_finite(paths[0])
     sums: Dict[str, torch.Tensor] = {
         name: tensor.double() for name, tensor in reference.items() if tensor.is_floating_point()
     }
     last = reference
     for path in paths[1:]:
-        last = read_state_dict(path, entry="model")
+        last = _read_finite(path)
         _check_same_layout(reference, paths[0], last, path)
         for name in sums:
             sums[name] += last[name].double()

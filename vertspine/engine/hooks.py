@@ -9,6 +9,8 @@ import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
+from .resume import preserved_rng_states
+
 __all__ = ["ValidationLoss", "norm_layers_frozen"]
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ class ValidationLoss(HookBase):
     the same batches every time) and store them as ``val_<loss name>`` and ``val_total_loss``.
 
     The loader must give ground truth (a training-style mapper without random augmentation).
+    The measurement leaves the random number generators as it found them (the training's
+    draws, e.g. proposal sampling, are those of a run without it).
     In distributed runs each process measures its shard and the means are averaged.
     """
 
@@ -51,7 +55,7 @@ class ValidationLoss(HookBase):
         model = self.trainer.model
         model = getattr(model, "module", model)  # no DDP synchronisation for a no-grad pass
         sums, count = defaultdict(float), 0
-        with torch.no_grad(), norm_layers_frozen(model):
+        with torch.no_grad(), norm_layers_frozen(model), preserved_rng_states():
             for batch in itertools.islice(self._data_loader, self._num_batches):
                 for name, value in model(batch).items():
                     sums[name] += float(value)

@@ -54,7 +54,14 @@ def launch(
         dist_url: "auto" (a free port on localhost, single machine) or e.g. "tcp://host:port".
         args: arguments of ``main_func``.
         timeout: timeout of the collective operations.
+    Raises:
+        ValueError: fewer than one process per machine or one machine (nothing would run).
     """
+    if num_gpus_per_machine < 1 or num_machines < 1:
+        raise ValueError(
+            f"--num-gpus {num_gpus_per_machine} --num-machines {num_machines}: both must be at "
+            "least 1, or nothing runs. --num-gpus is the number of processes per machine: one "
+            "per GPU, or CPU processes where there is no GPU (--num-gpus 1 for one CPU process).")
     if uses_gpu_launch(num_gpus_per_machine) or num_machines * num_gpus_per_machine == 1:
         return detectron2_launch(
             main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args, timeout

@@ -2,7 +2,11 @@
 
 What differs from DefaultTrainer, and why:
 - DDP without ``device_ids`` for CPU models (gloo runs; see :mod:`vertspine.engine.launch`).
-- Checkpoints written atomically (:class:`AtomicDetectionCheckpointer`).
+- Checkpoints written atomically and never with NaN or infinite weights
+  (:class:`AtomicDetectionCheckpointer`); a divergence names the last good checkpoint.
+- On resume: metrics.json loses the lines of the iterations trained again, and the temporary
+  files of a save cut by a kill are removed; with ``VERTSPINE.EXACT_RESUME`` the data and the
+  random number generators continue where the checkpoint left them (:mod:`.resume`).
 - SGD or AdamW, with full-model gradient-norm clipping available (:mod:`.optimizer`).
 - The dataset mapper chosen by ``INPUT.DATASET_MAPPER`` (default ``VertspineDatasetMapper``,
   which reads DICOM and 16-bit PNG) and the loaders by ``DATALOADER.BUILDER`` (default
@@ -21,6 +25,7 @@ import weakref
 
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
 from detectron2.utils.logger import setup_logger
 
 from vertspine.data import (
@@ -32,13 +37,18 @@ from vertspine.data import (
 from vertspine.evaluation import build_evaluator
 from vertspine.utils.file_io import atomic_write
 
-from .checkpoint import AtomicDetectionCheckpointer
+from .checkpoint import AtomicDetectionCheckpointer, NonFiniteWeightsError
 from .ema import EMA_CHECKPOINT_KEY, EMAUpdate, build_model_ema
 from .hooks import ValidationLoss
 from .launch import create_ddp_model
 from .optimizer import build_optimizer
+from .resume import ReplayableLoader, RNGStates, preserved_rng_states
+from .writers import MetricsJSONWriter
 
 __all__ = ["Trainer"]
+
+logger = logging.getLogger(__name__)
+RNG_CHECKPOINT_KEY = "rng_states"
 
 
 class Trainer(DefaultTrainer):
@@ -51,7 +61,7 @@ class Trainer(DefaultTrainer):
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        data_loader = ReplayableLoader(self.build_train_loader(cfg))
         self.model_ema = build_model_ema(cfg, model)
         model = create_ddp_model(model, broadcast_buffers=False)
         trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
@@ -62,10 +72,77 @@ class Trainer(DefaultTrainer):
         )
         if self.model_ema is not None:
             self.checkpointer.add_checkpointable(EMA_CHECKPOINT_KEY, self.model_ema)
+        self.rng_states = RNGStates()
+        self.checkpointer.add_checkpointable(RNG_CHECKPOINT_KEY, self.rng_states)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
+        self.metrics_writer = None  # the main process's, set by build_writers
         self.register_hooks(self.build_hooks())
+
+    def state_dict(self):
+        """TrainerBase's (iteration, hook states) plus the optimizer's state (and AMP's grad
+        scaler), which detectron2 0.6's DefaultTrainer leaves out of its checkpoints: without
+        it a resumed run restarts SGD momentum / Adam moments from zero."""
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        """Iteration, hook states and, from checkpoints that hold it, the optimizer's state."""
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning("The checkpoint holds no optimizer state (written before vertspine "
+                           "saved it): the optimizer's momentum restarts from zero.")
+
+    def resume_or_load(self, resume: bool = True):
+        """DefaultTrainer's; on resume the main process also removes the temporary files of an
+        interrupted save and the metrics.json lines of the iterations it will train again."""
+        super().resume_or_load(resume=resume)
+        if resume and comm.is_main_process():
+            self.checkpointer.remove_stale_temporary_files()
+            if self.metrics_writer is not None:
+                self.metrics_writer.drop_from(self.start_iter)
+        if resume and self.start_iter > 0 and self.cfg.VERTSPINE.EXACT_RESUME:
+            self._continue_data_and_random_numbers()
+
+    def _continue_data_and_random_numbers(self) -> None:
+        """Replay the loader's batches of the iterations already trained, then set the random
+        number generators to the checkpoint's (one process), as :mod:`.resume` describes."""
+        if self.cfg.SEED < 0:
+            logger.warning("SEED is %d: this run's data order was drawn at random and cannot be "
+                           "continued exactly; set SEED to a fixed value for exact resumes.",
+                           self.cfg.SEED)
+            return
+        logger.info("Exact resume: drawing again the %d batches already trained "
+                    "(VERTSPINE.EXACT_RESUME False skips this)", self.start_iter)
+        self.data_loader.skip(self.start_iter)
+        if comm.get_world_size() > 1:
+            logger.warning("Exact resume in %d processes: the data order continues, the random "
+                           "numbers do not (the checkpoint holds the main process's).",
+                           comm.get_world_size())
+        elif not self.rng_states.restore_loaded():
+            logger.warning("The checkpoint holds no random number generator states (written "
+                           "before they were saved): the resumed run's random draws differ.")
+
+    def train(self):
+        """DefaultTrainer's; a divergence (NaN or infinite loss) names the last checkpoint,
+        whose weights are finite, and how to go on."""
+        try:
+            return super().train()
+        except NonFiniteWeightsError:
+            raise
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e}\n{self.checkpointer.divergence_advice()}") from e
+
+    def build_writers(self):
+        """detectron2's default writers, with a metrics.json writer that resume can trim."""
+        os.makedirs(self.cfg.OUTPUT_DIR, exist_ok=True)
+        self.metrics_writer = MetricsJSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
+        return [CommonMetricPrinter(self.max_iter), self.metrics_writer,
+                TensorboardXWriter(self.cfg.OUTPUT_DIR)]
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -143,10 +220,12 @@ class Trainer(DefaultTrainer):
         return ret + writers
 
     def _evaluation_hook(self) -> hooks.EvalHook:
-        """DefaultTrainer's EvalHook, evaluating :attr:`evaluation_model`."""
+        """DefaultTrainer's EvalHook, evaluating :attr:`evaluation_model` without changing the
+        training's random number generators."""
 
         def test_and_save_results():
-            self._last_eval_results = self.test(self.cfg, self.evaluation_model)
+            with preserved_rng_states():  # the evaluation draws no training random numbers
+                self._last_eval_results = self.test(self.cfg, self.evaluation_model)
             return self._last_eval_results
 
         return hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, test_and_save_results)

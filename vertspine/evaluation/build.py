@@ -6,6 +6,7 @@ Model families register their own evaluators (e.g. vertebra-level accuracy) unde
 (fvcore's Registry keys entries by ``__name__``; evaluator types are data-facing names such as
 "coco", so a keyed table is used here.)
 """
+import logging
 from typing import Callable, Dict
 
 from detectron2.config import CfgNode
@@ -14,7 +15,10 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 
 from vertspine.utils.compiled_ops import has_compiled_ops
 
-__all__ = ["register_evaluator", "registered_evaluator_types", "build_evaluator"]
+__all__ = ["DetectionEvaluator", "register_evaluator", "registered_evaluator_types",
+           "build_evaluator", "score_threshold_setting"]
+
+logger = logging.getLogger(__name__)
 
 EvaluatorBuilder = Callable[[CfgNode, str, str], DatasetEvaluator]
 _EVALUATOR_BUILDERS: Dict[str, EvaluatorBuilder] = {}
@@ -37,12 +41,47 @@ def registered_evaluator_types() -> list:
     return sorted(_EVALUATOR_BUILDERS)
 
 
+# The config node holding SCORE_THRESH_TEST, by MODEL.META_ARCHITECTURE (default ROI_HEADS).
+_SCORE_THRESHOLD_NODES = {"RetinaNet": "RETINANET", "SparseRCNN": "SPARSE_RCNN"}
+
+
+def score_threshold_setting(cfg: CfgNode) -> str:
+    """The config key and value of the score threshold below which the model's detections are
+    dropped at test time, e.g. ``"MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.05"``."""
+    node = _SCORE_THRESHOLD_NODES.get(cfg.MODEL.META_ARCHITECTURE, "ROI_HEADS")
+    return f"MODEL.{node}.SCORE_THRESH_TEST {cfg.MODEL[node].SCORE_THRESH_TEST}"
+
+
+class DetectionEvaluator(COCOEvaluator):
+    """detectron2's COCOEvaluator that explains an AP of NaN from a model that detected nothing.
+
+    Args:
+        dataset_name, **kwargs: as COCOEvaluator.
+        score_threshold: the threshold's setting, named in that explanation
+            (:func:`score_threshold_setting`).
+    """
+
+    def __init__(self, dataset_name: str, *, score_threshold: str, **kwargs):
+        super().__init__(dataset_name, **kwargs)
+        self._score_threshold = score_threshold
+        self._dataset = dataset_name
+
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        if coco_eval is None:
+            logger.warning(
+                "AP is nan on %s: the detector produced no detections above the score threshold "
+                "(%s). A short run has not learnt to detect yet: train longer (SOLVER.MAX_ITER), "
+                "or lower that threshold.", self._dataset, self._score_threshold)
+        return super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
+
+
 @register_evaluator("coco")
 def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) -> COCOEvaluator:
     """COCO box (and mask, with MODEL.MASK_ON) AP; the C++ COCOeval only when compiled."""
     tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
-    return COCOEvaluator(
+    return DetectionEvaluator(
         dataset_name,
+        score_threshold=score_threshold_setting(cfg),
         tasks=tasks,
         distributed=True,
         output_dir=output_folder,

@@ -21,11 +21,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 from detectron2.config import CfgNode
-from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.logger import create_small_table
 from pycocotools.cocoeval import COCOeval
 
-from .build import register_evaluator
+from .build import DetectionEvaluator, register_evaluator, score_threshold_setting
 
 __all__ = ["VINDR_IOU_THRESHOLDS", "VinDrEvaluator", "build_vindr_evaluator", "vindr_box_metrics"]
 
@@ -77,7 +76,7 @@ def vindr_box_metrics(coco_eval: Optional[COCOeval], class_names: List[str]) -> 
     return results
 
 
-class VinDrEvaluator(COCOEvaluator):
+class VinDrEvaluator(DetectionEvaluator):
     """detectron2's COCOEvaluator on boxes (official COCOeval) plus :func:`vindr_box_metrics`.
 
     Writes ``coco_instances_results.json`` and ``instances_predictions.pth`` to ``output_dir``
@@ -86,9 +85,10 @@ class VinDrEvaluator(COCOEvaluator):
     """
 
     def __init__(self, dataset_name: str, output_dir: Optional[str] = None, *,
-                 distributed: bool = True, max_dets_per_image: Optional[int] = None):
-        super().__init__(dataset_name, tasks=("bbox",), distributed=distributed,
-                         output_dir=output_dir, use_fast_impl=False,
+                 distributed: bool = True, max_dets_per_image: Optional[int] = None,
+                 score_threshold: str = "the model's test score threshold"):
+        super().__init__(dataset_name, score_threshold=score_threshold, tasks=("bbox",),
+                         distributed=distributed, output_dir=output_dir, use_fast_impl=False,
                          max_dets_per_image=max_dets_per_image)
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
@@ -108,4 +108,5 @@ class VinDrEvaluator(COCOEvaluator):
 @register_evaluator("vindr")
 def build_vindr_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) -> VinDrEvaluator:
     """COCO box AP + per-class AP50 + VinDr AP over IoU 0.2..0.5 (official pycocotools)."""
-    return VinDrEvaluator(dataset_name, output_dir=output_folder)
+    return VinDrEvaluator(dataset_name, output_dir=output_folder,
+                          score_threshold=score_threshold_setting(cfg))

@@ -13,11 +13,14 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_write", "file_sha256", "write_json", "write_npz", "write_nifti", "write_png"]
+__all__ = ["atomic_write", "file_sha256", "stale_temporary_files", "write_json", "write_npz",
+           "write_nifti", "write_png"]
+
+_TEMPORARY_SUFFIX = ".tmp"
 
 
 def _umask() -> int:
@@ -39,7 +42,8 @@ def atomic_write(path: str, mode: str = "wb", **open_kwargs: Any) -> Iterator[An
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                                    suffix=_TEMPORARY_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **open_kwargs) as f:
@@ -51,6 +55,19 @@ def atomic_write(path: str, mode: str = "wb", **open_kwargs: Any) -> Iterator[An
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def stale_temporary_files(folder: str) -> List[str]:
+    """The temporary files :func:`atomic_write` left in ``folder`` (not its subfolders) when a
+    kill stopped a write: ``.<name>.<random>.tmp``. Only call this when no write is under way
+    in ``folder`` (e.g. on resume, before training starts)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(
+        os.path.join(folder, name) for name in os.listdir(folder)
+        if name.startswith(".") and name.endswith(_TEMPORARY_SUFFIX)
+        and os.path.isfile(os.path.join(folder, name))
+    )
 
 
 def write_json(path: str, content: Any, *, indent: Optional[int] = 2,
