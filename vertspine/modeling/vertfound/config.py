@@ -135,8 +135,8 @@ def add_vertfound_config(cfg: CN) -> CN:
     # paper) or "assignment" (each box to its ground-truth level).
     node.LOSS.OT_WEIGHT = 1.0
     node.LOSS.OT_EPSILON = 0.05
-    node.LOSS.OT_ITERS = 500
-    node.LOSS.OT_TOLERANCE = 1e-3
+    node.LOSS.OT_ITERS = 1000
+    node.LOSS.OT_TOLERANCE = 1e-2
     node.LOSS.OT_TARGET = "sets"
     # Ordering loss on expected levels of top-to-bottom neighbouring boxes: weight and mode
     # ("gt_step": smooth-L1 to the ground-truth level step; "hinge": penalise steps below MARGIN).

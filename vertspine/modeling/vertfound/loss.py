@@ -6,7 +6,7 @@
   transport between the image's boxes (uniform mass) and its ground-truth levels (their
   histogram), with cost ``C = 1 - cos(box feature, level text embedding)``, solved by a
   log-domain Sinkhorn run until its row marginals are within a relative ``tolerance`` (at most
-  ``iters`` iterations; a warning when that is not enough). The loss is the entropic objective
+  ``iters`` iterations; a warning, at most once a minute, when that is not enough). The loss is the entropic objective
   ``W_eps(C) = <T, C> + eps * sum T log T`` at the plan T, computed with T detached: by the
   envelope theorem dW_eps/dC = T, so autograd gives the exact gradient of the value it reports.
   (It is not the gradient of the transport cost <T, C> alone, which also moves with T.) Like
@@ -23,6 +23,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from detectron2.utils.logger import log_every_n_seconds
 from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
@@ -38,7 +39,6 @@ __all__ = [
 
 ORDER_MODES = ("gt_step", "hinge")
 OT_TARGETS = ("sets", "assignment")
-logger = logging.getLogger(__name__)
 
 
 def focal_loss(logits: Tensor, labels: Tensor, valid: Tensor, alpha: float = 0.25,
@@ -84,11 +84,13 @@ def log_sinkhorn(cost: Tensor, log_a: Tensor, log_b: Tensor, epsilon: float, ite
         if tolerance > 0 and _row_error(scaled, f, g, epsilon, log_a, has_mass) <= tolerance:
             break
     else:
-        if tolerance > 0:
-            logger.warning("Sinkhorn stopped after %d iterations with row sums %.3g (relative) "
-                           "from their masses, above the tolerance %g; raise "
-                           "MODEL.VERTFOUND.LOSS.OT_ITERS or OT_EPSILON.", iters,
-                           _row_error(scaled, f, g, epsilon, log_a, has_mass), tolerance)
+        if tolerance > 0:  # at most once a minute: training calls this every iteration
+            log_every_n_seconds(
+                logging.WARNING, f"Sinkhorn stopped after {iters} iterations with row sums "
+                f"{_row_error(scaled, f, g, epsilon, log_a, has_mass):.3g} (relative) from their "
+                f"masses, above the tolerance {tolerance:g}; raise "
+                "MODEL.VERTFOUND.LOSS.OT_ITERS, OT_TOLERANCE or OT_EPSILON.", n=60,
+                name=__name__)
     return torch.exp(scaled + (f[:, :, None] + g[:, None, :]) / epsilon)
 
 
@@ -125,7 +127,7 @@ def entropic_ot_objective(cost: Tensor, a: Tensor, b: Tensor, epsilon: float, it
 
 
 def ot_alignment_loss(features: Tensor, text: Tensor, labels: Tensor, valid: Tensor,
-                      epsilon: float = 0.05, iters: int = 500, tolerance: float = 1e-3,
+                      epsilon: float = 0.05, iters: int = 1000, tolerance: float = 1e-2,
                       target: str = "sets") -> Tensor:
     """Box-level alignment of features with the level text embeddings (module docstring).
 
