@@ -226,8 +226,10 @@ def test_vertspine_logger_writes_info_and_warnings_to_log_txt(tmp_path):
 
 
 def test_make_phantom_train_passes_args_as_overrides():
-    result = subprocess.run(["make", "-n", "phantom-train", "VENV=none", "ARGS=SOLVER.MAX_ITER 20"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", "phantom-train", "VENV=none",
+                             "ARGS=SOLVER.MAX_ITER 20"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip().endswith("SOLVER.MAX_ITER 20")
 
 
