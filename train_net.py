@@ -14,19 +14,18 @@ import vertspine  # noqa: F401  (first: detectron2 without compiled ops; registr
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
-from vertspine.config import get_vertspine_cfg
+from vertspine.config import get_vertspine_cfg, load_config
 from vertspine.data import register_datasets_from_config, register_image_folders_from_config
 from vertspine.engine import Trainer, check_weights_file, launch, load_evaluation_weights
 
 
 def setup(args):
-    """Config from defaults + vertspine keys + file + command-line overrides; logging (the
+    """Config from defaults + vertspine keys + file + command-line overrides (errors name the
+    key and the fix, :func:`vertspine.config.load_config`); logging (the
     detectron2, fvcore and vertspine loggers to the console and OUTPUT_DIR/log.txt), seeds,
     config dump in OUTPUT_DIR; datasets named in DATASETS.COCO_JSON and DATASETS.IMAGE_FOLDER
     registered."""
-    cfg = get_vertspine_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(get_vertspine_cfg(), args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vertspine")

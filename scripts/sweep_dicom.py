@@ -66,7 +66,10 @@ def main() -> None:
     logging.disable(logging.ERROR)  # pydicom logs each failed decoder; the summary names them
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sweep(args.folder or default_folder(), args.verbose)
+        folder = args.folder or default_folder()
+        if not os.path.isdir(folder):
+            parser.error(f"--folder {folder!r} is not a folder; name the folder to sweep.")
+        sweep(folder, args.verbose)
 
 
 if __name__ == "__main__":
