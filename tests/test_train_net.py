@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import INSTANT_CONFIG, REPO_ROOT, run_train_net
+from vertspine.config import ConfigError
 
 sys.path.insert(0, REPO_ROOT)
 import train_net  # noqa: E402
@@ -39,7 +40,7 @@ def test_command_line_override_changes_config(tmp_path):
 
 
 def test_unknown_config_key_names_the_key(tmp_path):
-    with pytest.raises(AssertionError, match="Non-existent key: SOLVER.NOT_A_KEY"):
+    with pytest.raises(ConfigError, match="Non-existent key: SOLVER.NOT_A_KEY. Fix the KEY VALUE"):
         train_net.setup(_parse("SOLVER.NOT_A_KEY", "1", "OUTPUT_DIR", str(tmp_path)))
 
 
