@@ -140,3 +140,12 @@ def test_choose_on_val_then_apply_on_test(detection_case, tmp_path):
     with pytest.raises(SystemExit):  # never choose on a test split
         tool.main([*common, "--dataset", "rule_case_test", "--choose-on-val", "--output",
                    str(tmp_path / "bad")])
+
+
+def test_missing_prediction_file_is_named_with_the_fix(tmp_path, capsys):
+    a = _write_predictions(tmp_path / "a.json", "x_test", [0.9, 0.2, 0.5])
+    with pytest.raises(SystemExit):
+        _tool("ensemble_classifiers").main(
+            ["--predictions", a, str(tmp_path / "gone.json"), "--output", str(tmp_path / "o")])
+    assert "gone.json' does not exist; give the classification_predictions.json" in \
+        capsys.readouterr().err

@@ -76,3 +76,13 @@ def test_benchmark_prints_both_figures(tiny_phantom):
     infer = re.search(r"inference: ([0-9.]+) images/s", result.stdout)
     assert train and infer and float(train.group(1)) > 0 and float(infer.group(1)) > 0
     assert "device: cpu" in result.stdout and "batch: 2" in result.stdout
+
+
+def test_visualize_missing_input_is_named_with_the_fix(tmp_path):
+    missing = str(tmp_path / "gone.json")
+    try:
+        visualize.main(["--input", missing, "--dataset", "x", "--output", str(tmp_path / "o")])
+    except SystemExit as e:
+        assert "gone.json' does not exist; give the coco_instances_results.json" in str(e)
+    else:
+        raise AssertionError("a missing --input must stop the tool")

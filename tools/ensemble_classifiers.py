@@ -54,6 +54,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
+    for path in args.predictions + (args.val_predictions or []):
+        if not os.path.isfile(path):
+            parser.error(f"prediction file {path!r} does not exist; give the "
+                         "classification_predictions.json written by --eval-only "
+                         "(OUTPUT_DIR/inference/<dataset>/).")
     first, predictions = _ensemble(args.predictions)
     dataset = first.get("dataset") or ""
     info = {"members": args.predictions, "dataset": dataset}

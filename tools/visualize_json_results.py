@@ -91,6 +91,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.register:
         register_coco_dataset(args.register[0], args.register[1], args.register[2])
+    if not os.path.isfile(args.input):
+        raise SystemExit(f"visualize_json_results.py: --input {args.input!r} does not exist; "
+                         "give the coco_instances_results.json written by --eval-only "
+                         "(OUTPUT_DIR/inference/<dataset>/).")
     with open(args.input, encoding="utf-8") as f:
         predictions = json.load(f)
     by_image = collections.defaultdict(list)
