@@ -110,3 +110,29 @@ def test_trainer_updates_the_average_before_checkpointing_and_evaluating_it(tiny
     assert ema_at < kinds.index(hooks.PeriodicCheckpointer) < kinds.index(hooks.EvalHook)
     assert trainer.evaluation_model is trainer.model_ema.module
     assert "model_ema" in trainer.checkpointer.checkpointables
+
+
+class _ModelWithMasks(torch.nn.Module):
+    """A weight, an integer buffer (token ids) and a -inf attention mask, as CLIP's text tower."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(3))
+        self.register_buffer("tokens", torch.tensor([49406, 320, 49407]), False)
+        self.register_buffer("mask", torch.triu(torch.full((2, 2), float("-inf")), 1), False)
+
+
+def test_integer_buffers_and_infinite_masks_are_copied_not_averaged():
+    model = _ModelWithMasks()
+    ema = build_model_ema(_ema_cfg(decay=0.9), model)
+    hook = EMAUpdate(ema, model)
+    hook.after_step()  # first update: a copy
+    expected = torch.ones(3)
+    for value in (3.0, -1.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        hook.after_step()
+        expected = 0.9 * expected + 0.1 * value  # by hand
+    torch.testing.assert_close(ema.module.weight.detach(), expected)
+    assert torch.equal(ema.module.tokens, model.tokens)  # torch's EMA made 49406 -> 49405
+    assert torch.equal(ema.module.mask, model.mask)  # and -inf -> NaN

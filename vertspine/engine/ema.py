@@ -1,7 +1,11 @@
 """Exponential moving average (EMA) of the model's weights, evaluated in place of the weights.
 
-With ``MODEL_EMA.ENABLED``, after every optimizer step the trainer updates, for every parameter
-and buffer, ``ema = MODEL_EMA.DECAY * ema + (1 - MODEL_EMA.DECAY) * weight``
+With ``MODEL_EMA.ENABLED``, after every optimizer step the trainer updates, for every
+floating-point parameter and buffer, ``ema = MODEL_EMA.DECAY * ema + (1 - MODEL_EMA.DECAY) *
+weight``. Integer buffers (token ids, batch counters) and tensors holding non-finite values
+(attention masks of -inf) are copied, not averaged: torch's EMA function truncates the first
+(49406 became 49405) and turns -inf into NaN (VertFound's CLIP text mask: every prediction of
+the in-training average was NaN, IDR 0)
 (:class:`torch.optim.swa_utils.AveragedModel`; its first update copies the weights, so the
 average starts from the loaded initialisation, not from the random one it was built with).
 Training goes on from the raw weights; the periodic and final evaluations, and so the metric
@@ -11,14 +15,14 @@ Checkpoints hold both: ``model`` (the raw weights, for ``--resume``) and ``model
 :class:`AveragedModel` state: ``module.<parameter name>`` keys and ``n_averaged``).
 :func:`averaged_weights` takes the model's weights out of ``model_ema`` for evaluation.
 """
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from detectron2.config import CfgNode
 from detectron2.engine import HookBase
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-__all__ = ["EMA_CHECKPOINT_KEY", "EMAUpdate", "averaged_weights", "build_model_ema"]
+__all__ = ["EMA_CHECKPOINT_KEY", "EMAUpdate", "averaged_weights", "build_model_ema", "ema_update"]
 
 EMA_CHECKPOINT_KEY = "model_ema"
 
@@ -35,11 +39,32 @@ def build_model_ema(cfg: CfgNode, model: torch.nn.Module) -> Optional[AveragedMo
     if not 0.0 < decay < 1.0:
         raise ValueError(f"MODEL_EMA.DECAY={decay} must be in (0, 1), e.g. 0.999 (an average "
                          "over about 1 / (1 - DECAY) iterations).")
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=ema_update(decay), use_buffers=True)
+
+
+def ema_update(decay: float) -> Callable[[List[torch.Tensor], List[torch.Tensor], Any], None]:
+    """AveragedModel's ``multi_avg_fn``: torch's EMA for finite floating-point tensors, a copy
+    for integer tensors and tensors holding inf/NaN (AveragedModel calls it once per device and
+    dtype group)."""
+    average = get_ema_multi_avg_fn(decay)
+
+    def update(averaged: List[torch.Tensor], current: List[torch.Tensor], num_averaged) -> None:
+        floating = bool(averaged) and (averaged[0].is_floating_point() or averaged[0].is_complex())
+        pairs = list(zip(averaged, current))
+        to_average = [(a, c) for a, c in pairs if floating and bool(torch.isfinite(c).all())]
+        for target, source in pairs:
+            if not any(target is a for a, _ in to_average):
+                target.copy_(source)
+        if to_average:
+            average([a for a, _ in to_average], [c for _, c in to_average], num_averaged)
+
+    return update
 
 
 class EMAUpdate(HookBase):
-    """After every iteration, fold the model's current weights into the moving average.
+    """After every iteration, fold the model's current weights into the moving average, and
+    tell the average's modules that keep values derived from their weights (a ``mark_stale()``
+    method, e.g. VertFound's text embeddings) to recompute them.
 
     Register it before the checkpointer and the evaluation hooks, so that both see the average
     of the iteration that just ended.
@@ -56,6 +81,9 @@ class EMAUpdate(HookBase):
 
     def after_step(self):
         self._model_ema.update_parameters(self._model)
+        for module in self._model_ema.modules():  # caches derived from the averaged weights
+            if hasattr(module, "mark_stale"):
+                module.mark_stale()
 
 
 def averaged_weights(checkpoint: Dict[str, Any], filename: str) -> Dict[str, torch.Tensor]:

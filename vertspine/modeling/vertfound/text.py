@@ -6,7 +6,7 @@ normalised again. With a frozen text tower the result is computed once and kept 
 (recomputed after weights are loaded); with a trainable one it is recomputed (with gradients)
 in every training forward and once more for inference.
 """
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,11 +60,14 @@ class LevelTextClassifier(nn.Module):
         self.prompts = level_prompts(self.class_names, templates, expand_names)
         self.trainable = trainable
         self.register_buffer("tokens", tokenizer(self.prompts).long(), False)
-        self.register_buffer("class_embeddings", torch.empty(0), False)
+        # a cache derived from the weights, not a buffer: a weight average (MODEL_EMA) must not
+        # average it, and it is recomputed on another device or after a weight change
+        self.class_embeddings: Optional[Tensor] = None
         self._stale = True
 
     def mark_stale(self) -> None:
-        """Recompute the kept embeddings at the next use (after a weight load)."""
+        """Recompute the kept embeddings at the next use (after a weight load or a weight
+        average update)."""
         self._stale = True
 
     def compute(self) -> Tensor:
@@ -79,7 +82,8 @@ class LevelTextClassifier(nn.Module):
         if self.trainable and self.training:
             self._stale = True  # the weights are changing: re-encode for inference
             return self.compute()
-        if self._stale or self.class_embeddings.numel() == 0:
+        if (self._stale or self.class_embeddings is None
+                or self.class_embeddings.device != self.tokens.device):
             with torch.no_grad():
                 self.class_embeddings = self.compute()
             self._stale = False
