@@ -5,9 +5,9 @@ floating-point parameter and buffer, ``ema = MODEL_EMA.DECAY * ema + (1 - MODEL_
 weight``. Integer buffers (token ids, batch counters) and tensors holding non-finite values
 (attention masks of -inf) are copied, not averaged: torch's EMA function truncates the first
 (49406 became 49405) and turns -inf into NaN (VertFound's CLIP text mask: every prediction of
-the in-training average was NaN, IDR 0)
-(:class:`torch.optim.swa_utils.AveragedModel`; its first update copies the weights, so the
-average starts from the loaded initialisation, not from the random one it was built with).
+the in-training average was NaN, IDR 0). The average is a
+:class:`torch.optim.swa_utils.AveragedModel`; its first update copies the weights, so the
+average starts from the loaded initialisation, not from the random one it was built with.
 Training goes on from the raw weights; the periodic and final evaluations, and so the metric
 ``model_best.pth`` is chosen by, use the average.
 
@@ -50,13 +50,15 @@ def ema_update(decay: float) -> Callable[[List[torch.Tensor], List[torch.Tensor]
 
     def update(averaged: List[torch.Tensor], current: List[torch.Tensor], num_averaged) -> None:
         floating = bool(averaged) and (averaged[0].is_floating_point() or averaged[0].is_complex())
-        pairs = list(zip(averaged, current))
-        to_average = [(a, c) for a, c in pairs if floating and bool(torch.isfinite(c).all())]
-        for target, source in pairs:
-            if not any(target is a for a, _ in to_average):
+        targets, sources = [], []
+        for target, source in zip(averaged, current):
+            if floating and bool(torch.isfinite(source).all()):
+                targets.append(target)
+                sources.append(source)
+            else:
                 target.copy_(source)
-        if to_average:
-            average([a for a, _ in to_average], [c for _, c in to_average], num_averaged)
+        if targets:
+            average(targets, sources, num_averaged)
 
     return update
 
