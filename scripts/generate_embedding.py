@@ -7,8 +7,10 @@
 Every non-crowd annotation of every record is prompted to SAM (image encoder once per image);
 CLIP tokens are stored too when the CLIP image tower is frozen and no photometric augmentation
 is configured (``--no-clip`` skips them). Images are read as the mapper reads them, without
-augmentation. The file records the identity of the encoders (model type, weights sha256 or
-"random init seed N", a fingerprint of the weights, image size, pixel mean/std, preprocessing);
+augmentation. ``--engine onnxruntime|openvino`` runs SAM's image encoder exported (see
+``vertspine.layers.engines``). The file records the identity of the encoders (model type,
+weights sha256 or "random init seed N", a fingerprint of the weights, image size, pixel
+mean/std, preprocessing);
 training with ``MODEL.VERTFOUND.CACHE.PATH`` refuses a cache whose identity differs. The file is
 written atomically. Trailing ``KEY VALUE`` pairs override the config.
 """
@@ -26,6 +28,7 @@ from detectron2.utils.logger import setup_logger
 from vertspine.config import get_vertspine_cfg
 from vertspine.data import read_image, register_datasets_from_config
 from vertspine.engine.checkpoint import AtomicDetectionCheckpointer
+from vertspine.layers.engines import ENGINES
 from vertspine.utils.file_io import atomic_write
 from vertspine.modeling.vertfound.cache import CACHE_FORMAT
 
@@ -41,6 +44,10 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                         help="storage type of the tokens (float16 halves the file)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per encoder call")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="what runs SAM's frozen image encoder (default: the config's "
+                             "MODEL.VERTFOUND.SAM.ENGINE); the tokens do not depend on it beyond "
+                             "float rounding")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -113,6 +120,8 @@ def main(argv=None):
     cfg = get_vertspine_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    if args.engine:
+        cfg.MODEL.VERTFOUND.SAM.ENGINE = args.engine
     cfg.freeze()
     register_datasets_from_config(cfg)
     start = time.perf_counter()

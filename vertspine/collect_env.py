@@ -15,8 +15,8 @@ __all__ = ["collect_env_info"]
 _LIBRARIES = (
     "numpy", "PIL", "cv2", "pycocotools", "pydicom", "pylibjpeg", "libjpeg", "openjpeg", "rle",
     "scipy", "fvcore", "iopath",
-    "segment_anything", "open_clip", "timm", "monai", "sklearn", "skimage", "nibabel",
-    "onnxruntime",
+    "segment_anything", "open_clip", "timm", "monai", "sklearn", "skimage", "nibabel", "onnx",
+    "onnxscript", "onnxruntime", "openvino",
 )
 
 

@@ -28,10 +28,11 @@ from .checkpoint import (
     sam_state_for,
     sam_variant,
 )
-from .image_encoder import encode_image, resize_abs_pos
+from .image_encoder import SAM_ENCODER_SIGNATURE, encode_image, resize_abs_pos
 from .preprocess import SAM_PREPROCESSING, preprocess_images, resized_shape, transform_boxes
 
 __all__ = [
+    "SAM_ENCODER_SIGNATURE",
     "SAM_KEY_LAYOUTS",
     "SAM_PIXEL_MEAN",
     "SAM_PIXEL_STD",

@@ -9,7 +9,14 @@ tables. At the built size it computes exactly what ``ImageEncoderViT.forward`` c
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["encode_image", "resize_abs_pos"]
+from ..engines import GraphSignature
+
+__all__ = ["SAM_ENCODER_SIGNATURE", "encode_image", "resize_abs_pos"]
+
+# The image encoder as an exported graph: images [N, 3, S, S] -> image_embeddings [N, C, h, w],
+# any N (see vertspine.layers.engines).
+SAM_ENCODER_SIGNATURE = GraphSignature(inputs=("images",), outputs=("image_embeddings",),
+                                       dynamic_axes={"images": {0: "batch"}})
 
 
 def resize_abs_pos(pos_embed: Tensor, height: int, width: int) -> Tensor:

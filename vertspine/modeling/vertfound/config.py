@@ -53,6 +53,11 @@ def add_vertfound_config(cfg: CN) -> CN:
     node.SAM.FROZEN = True
     # Boxes per mask-decoder call (bounds memory; the image encoder still runs once per image).
     node.SAM.BOX_CHUNK = 64
+    # What runs the frozen image encoder: "torch", "onnxruntime" or "openvino" (exported on first
+    # use, see vertspine.layers.engines; FROZEN True only).
+    node.SAM.ENGINE = "torch"
+    # Folder of the exported encoder files ("" = OUTPUT_DIR/engines); reused while weights match.
+    node.SAM.ENGINE_CACHE_DIR = ""
     node.SAM.TINY = CN()
     # Tiny SAM: input side (pixels) and ViT patch side.
     node.SAM.TINY.IMAGE_SIZE = 256

@@ -1,6 +1,7 @@
 """From ``MODEL.VERTFOUND`` keys to the keyword arguments of :class:`~.vertfound.VertFound`."""
 import json
 import logging
+import os
 from typing import Any, Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -93,6 +94,9 @@ def vertfound_parts_from_config(cfg) -> Dict[str, Any]:
         "use_cached_clip": not photometric,
         "input_format": cfg.INPUT.FORMAT,
         "box_chunk": node.SAM.BOX_CHUNK,
+        "sam_engine": node.SAM.ENGINE,
+        "sam_engine_cache_dir": node.SAM.ENGINE_CACHE_DIR or os.path.join(cfg.OUTPUT_DIR,
+                                                                          "engines"),
         "sam_roi_size": node.FUSION.SAM_ROI_SIZE,
         "sam_roi_context": node.FUSION.SAM_ROI_CONTEXT,
         "sources": {

@@ -8,13 +8,15 @@ and two-way transformer batched over all boxes; the mask upscaling and IoU head 
 """
 import logging
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from vertspine.layers.engines import ENGINES, InferenceEngine, build_engine
 from vertspine.layers.sam import (
+    SAM_ENCODER_SIGNATURE,
     SAM_PREPROCESSING,  # re-exported: identity.py records it in caches
     SAM_SIZES,
     SamSize,
@@ -96,11 +98,18 @@ class SamBoxEncoder:
             k x k RoIAlign of the image embedding in the box and in the box enlarged
             ``roi_context`` times about its centre (2 C k^2 values). The RoI part is not in
             VertFound; it gives encoders trained from scratch a direct local feature.
+        engine: what runs the image encoder: "torch", or "onnxruntime" / "openvino" for a
+            frozen encoder, exported on the first call (when the weights are loaded) into
+            ``engine_cache_dir`` (see :mod:`vertspine.layers.engines`).
     """
 
     def __init__(self, sam: nn.Module, box_chunk: int = 64, roi_size: int = 0,
-                 roi_context: float = 2.0):
+                 roi_context: float = 2.0, *, engine: str = "torch", engine_cache_dir: str = ""):
+        if engine not in ENGINES:
+            raise ValueError(f"MODEL.VERTFOUND.SAM.ENGINE '{engine}' is not one of {ENGINES}.")
         self.sam = sam
+        self.engine, self.engine_cache_dir = engine, engine_cache_dir
+        self._exported: Optional[InferenceEngine] = None
         self.box_chunk = max(1, int(box_chunk))
         self.image_size = int(sam.image_encoder.img_size)
         self.token_dim = int(sam.mask_decoder.transformer_dim)
@@ -135,8 +144,15 @@ class SamBoxEncoder:
         return preprocess_images(images, self.image_size, self.sam.pixel_mean, self.sam.pixel_std)
 
     def encode_images(self, batch: Tensor) -> Tensor:
-        """SAM image embeddings [B, C, h, w] of a preprocessed batch [B, 3, S, S]."""
-        return self.sam.image_encoder(batch)
+        """SAM image embeddings [B, C, h, w] of a preprocessed batch [B, 3, S, S], by
+        ``engine`` (on the batch's device)."""
+        if self.engine == "torch":
+            return self.sam.image_encoder(batch)
+        if self._exported is None:
+            example = batch[:1].detach().expand(2, -1, -1, -1)  # a dynamic axis needs size >= 2
+            self._exported = build_engine(self.engine, self.sam.image_encoder, (example,),
+                                          SAM_ENCODER_SIGNATURE, cache_dir=self.engine_cache_dir)
+        return self._exported(batch)[0]
 
     def box_tokens(self, embeddings: Tensor, boxes: Tensor, image_index: Tensor) -> Tensor:
         """Mask-token slot 0 of the two-way transformer for each box prompt.

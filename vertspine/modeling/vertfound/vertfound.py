@@ -59,7 +59,8 @@ class VertFound(nn.Module):
                  detections: Optional[Dict[Any, Tuple[Tensor, Tensor]]] = None,
                  cache: Optional[EmbeddingCache] = None, use_cached_clip: bool = True,
                  input_format: str = "RGB", box_chunk: int = 64, sam_roi_size: int = 0,
-                 sam_roi_context: float = 2.0,
+                 sam_roi_context: float = 2.0, sam_engine: str = "torch",
+                 sam_engine_cache_dir: str = "",
                  sources: Optional[Dict[str, str]] = None):
         """
         Args:
@@ -89,6 +90,8 @@ class VertFound(nn.Module):
             box_chunk: boxes per SAM mask-decoder call.
             sam_roi_size, sam_roi_context: optional RoIAlign features of SAM's image embedding
                 per box (see :class:`SamBoxEncoder`; 0 = off, as in VertFound).
+            sam_engine, sam_engine_cache_dir: what runs the frozen SAM image encoder
+                ("torch", "onnxruntime", "openvino") and where exported files are kept.
             sources: where the SAM/CLIP weights came from, for cache identities
                 ({"sam_model_type", "sam_checkpoint", "sam_seed", "clip_model",
                 "clip_pretrained", "clip_seed"}).
@@ -102,7 +105,11 @@ class VertFound(nn.Module):
             raise ValueError("MODEL.VERTFOUND.CACHE.PATH needs a frozen SAM "
                              "(MODEL.VERTFOUND.SAM.FROZEN True): cached tokens cannot train it.")
         self.sam, self.clip = sam, clip
-        self.sam_encoder = SamBoxEncoder(sam, box_chunk, sam_roi_size, sam_roi_context)
+        if sam_engine != "torch" and not freeze_sam:
+            raise ValueError(f"MODEL.VERTFOUND.SAM.ENGINE '{sam_engine}' runs an exported, frozen "
+                             "encoder: set MODEL.VERTFOUND.SAM.FROZEN True or ENGINE 'torch'.")
+        self.sam_encoder = SamBoxEncoder(sam, box_chunk, sam_roi_size, sam_roi_context,
+                                         engine=sam_engine, engine_cache_dir=sam_engine_cache_dir)
         self.clip_encoder = ClipImageTokens(clip.visual, clip_layers, clip_resize)
         self.text = LevelTextClassifier(clip.encode_text, tokenizer, class_names, templates,
                                         expand_names, trainable=not freeze_clip_text)
