@@ -63,7 +63,8 @@ class GraphSignature:
                              f"inputs {list(self.inputs)} of the signature.")
         unknown = sorted(set(self.dynamic_axes) - set(self.inputs))
         if unknown:
-            raise ValueError(f"dynamic_axes names inputs {unknown} that are not in {list(self.inputs)}.")
+            raise ValueError(f"dynamic_axes names inputs {unknown} that are not in "
+                             f"{list(self.inputs)}.")
         for name, example in zip(self.inputs, example_inputs):
             for axis in self.dynamic_axes.get(name, {}):
                 if not -example.dim() <= axis < example.dim():
