@@ -68,6 +68,19 @@ def test_overlap_metrics_equal_a_hand_count():
                                     "precision": 2 / 6, "recall": 2 / 4})
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_overlap_metrics_equal_sklearn(seed):
+    from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
+
+    rng = np.random.default_rng(seed)
+    gt, pred = rng.random((8, 9, 10)) < 0.3, rng.random((8, 9, 10)) < 0.4
+    scores = overlap_metrics(pred, gt)
+    labels = gt.ravel(), pred.ravel()
+    assert scores == pytest.approx({"Dice": f1_score(*labels), "IoU": jaccard_score(*labels),
+                                    "precision": precision_score(*labels),
+                                    "recall": recall_score(*labels)})
+
+
 def test_one_voxel_shift_keeps_cldice_and_a_larger_shift_loses_it():
     gt = tube()
     shifted = np.roll(gt, 1, axis=0)
