@@ -95,6 +95,14 @@ def test_a_ready_vessel_mask_wins_over_the_threshold():
     assert results["Dice"] == 100.0 and results["AUROC"] == 50.0  # AUROC from the flat map
 
 
+def test_probability_metrics_off_reports_them_as_skipped():
+    record, output = _case("a", TUBE, TUBE * 0.8)
+    evaluator = VesselEvaluator("vessels", probability_metrics=False, distributed=False)
+    evaluator.process([record], [output])
+    results = evaluator.evaluate()["vessel"]
+    assert results["n-AUROC"] == 0 and "AUROC" not in results and results["Dice"] == 100.0
+
+
 @pytest.mark.parametrize("edit, error, message", [
     (lambda r, o: r.pop("spacing"), KeyError, "'a' has no 'spacing'"),
     (lambda r, o: r.update(sem_seg=r["sem_seg"] * 2), ValueError, r"'a': ground-truth labels \[0, 2\]"),
