@@ -98,47 +98,52 @@ class VesselEvaluator(DatasetEvaluator):
         """
         for record, output in zip(inputs, outputs):
             name = record.get("file_name", "?")
-            for key in ("sem_seg", "spacing"):
-                if key not in record:
-                    raise KeyError(f"Input '{name}' has no '{key}'; the vessel evaluator needs a "
-                                   "labelled volume dataset read by INPUT.DATASET_MAPPER "
-                                   "VolumeMapper.")
-            gt = record["sem_seg"].cpu().numpy()
-            labels = np.unique(gt)
-            if not np.isin(labels, (0, 1)).all():
-                raise ValueError(f"'{name}': ground-truth labels {labels.tolist()}; the vessel "
-                                 "evaluator takes binary masks (0 background, 1 vessel).")
-            prob = self._vessel_probability(output, name)
-            if "vessel_mask" in output:
-                pred = output["vessel_mask"].cpu().numpy()
-                if not np.isin(np.unique(pred), (0, 1)).all():
-                    raise ValueError(f"'{name}': the output 'vessel_mask' is not binary (0/1).")
-            elif prob is not None:
-                pred = prob >= self.threshold
-            else:
-                raise KeyError(f"The output for '{name}' has neither 'sem_seg' nor 'vessel_mask'.")
+            gt = self._ground_truth(record, name)
+            pred, prob = self._prediction(output, name)
             try:
-                scores = vessel_metrics(pred, gt, record["spacing"], nsd_tolerance_mm=
-                                        self.nsd_tolerance_mm,
-                                        prob=prob if self.probability_metrics else None)
+                scores = vessel_metrics(pred, gt, record["spacing"],
+                                        prob=prob if self.probability_metrics else None,
+                                        nsd_tolerance_mm=self.nsd_tolerance_mm)
             except ValueError as error:
                 raise ValueError(f"'{name}': {error}") from error
             self._rows.append({"file_name": name, **scores})
 
     @staticmethod
-    def _vessel_probability(output: Dict, name: str) -> Optional[np.ndarray]:
-        """``sem_seg[1]`` as float32 [X, Y, Z] (None without ``sem_seg``), checked."""
-        if "sem_seg" not in output:
-            return None
-        scores = output["sem_seg"]
-        if scores.dim() != 4 or scores.shape[0] != 2:
-            raise ValueError(f"'{name}': the output 'sem_seg' has shape {tuple(scores.shape)}; "
-                             "the vessel evaluator takes [2, X, Y, Z] (background, vessel).")
-        prob = scores[1].float().cpu().numpy()
-        if not (np.isfinite(prob).all() and prob.min() >= 0.0 and prob.max() <= 1.0):
-            raise ValueError(f"'{name}': the vessel scores span [{prob.min()}, {prob.max()}], not "
-                             "[0, 1]: the model must output probabilities (sigmoid), not logits.")
-        return prob
+    def _ground_truth(record: Dict, name: str) -> np.ndarray:
+        """``sem_seg`` as an int64 [X, Y, Z] array of 0/1, after checking the record's keys."""
+        for key in ("sem_seg", "spacing"):
+            if key not in record:
+                raise KeyError(f"Input '{name}' has no '{key}'; the vessel evaluator needs a "
+                               "labelled volume dataset read by INPUT.DATASET_MAPPER VolumeMapper.")
+        gt = record["sem_seg"].cpu().numpy()
+        labels = np.unique(gt)
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"'{name}': ground-truth labels {labels.tolist()}; the vessel "
+                             "evaluator takes binary masks (0 background, 1 vessel).")
+        return gt
+
+    def _prediction(self, output: Dict, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """(binary prediction [X, Y, Z], vessel probabilities [X, Y, Z] float32 or None): the
+        output's ``vessel_mask`` when present, else ``sem_seg[1] >= threshold``."""
+        prob = None
+        if "sem_seg" in output:
+            scores = output["sem_seg"]
+            if scores.dim() != 4 or scores.shape[0] != 2:
+                raise ValueError(f"'{name}': the output 'sem_seg' has shape {tuple(scores.shape)};"
+                                 " the vessel evaluator takes [2, X, Y, Z] (background, vessel).")
+            prob = scores[1].float().cpu().numpy()
+            if not (np.isfinite(prob).all() and prob.min() >= 0.0 and prob.max() <= 1.0):
+                raise ValueError(f"'{name}': the vessel scores span [{prob.min()}, {prob.max()}], "
+                                 "not [0, 1]: the model must output probabilities (sigmoid), not "
+                                 "logits.")
+        if "vessel_mask" in output:
+            pred = output["vessel_mask"].cpu().numpy()
+            if not np.isin(np.unique(pred), (0, 1)).all():
+                raise ValueError(f"'{name}': the output 'vessel_mask' is not binary (0/1).")
+            return pred, prob
+        if prob is None:
+            raise KeyError(f"The output for '{name}' has neither 'sem_seg' nor 'vessel_mask'.")
+        return prob >= self.threshold, prob
 
     def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
         rows = gather_on_main(self._rows, self.distributed)
