@@ -194,8 +194,16 @@ def check_boxes(path: str, boxes: np.ndarray, shape: Tuple[int, ...]) -> np.ndar
     return np.concatenate([np.clip(lower, 0, last), np.clip(upper, 0, last)], axis=1)
 
 
+def _checked_spacing(path: str, spacing: Sequence[float], fix: str) -> Tuple[float, ...]:
+    """:func:`check_spacing`, raising :class:`PromptSegFormatError`."""
+    try:
+        return check_spacing(path, spacing, 3, fix)
+    except ImageReadError as e:
+        raise PromptSegFormatError(str(e)) from None
+
+
 def _spacing(path: str, stored: np.ndarray, spacing_order: str) -> Tuple[float, float, float]:
-    values = check_spacing(path, stored, 3, "store 'spacing' as 3 positive values in mm, in "
+    values = _checked_spacing(path, stored, "store 'spacing' as 3 positive values in mm, in "
                                             "SimpleITK's (x, y, z) order (the challenge's).")
     if spacing_order == "xyz" and values[0] != values[1] and values[1] == values[2]:
         logger.warning("%s: spacing %s looks like (z, y, x) (in-plane values last); it is read "
@@ -275,8 +283,8 @@ def write_prompt_seg_npz(path: str, imgs: np.ndarray, *, gts: Optional[np.ndarra
     if is_3d:
         if spacing is None:
             raise _error(path, "a 3D case needs spacing=(D, H, W) mm (the array's order).")
-        arrays["spacing"] = np.asarray(check_spacing(path, spacing, 3, "pass 3 positive mm "
-                                                     "values in the array's (D, H, W) order.")[::-1])
+        arrays["spacing"] = np.asarray(_checked_spacing(
+            path, spacing, "pass 3 positive mm values in the array's (D, H, W) order.")[::-1])
     if "gts" in arrays:
         _check_gts(path, arrays["gts"], shape)
     if "boxes" in arrays:
