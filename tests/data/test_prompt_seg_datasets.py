@@ -12,6 +12,7 @@ from vertspine.data.prompt_seg import (
     PromptSegPhantomConfig,
     UnknownModalityError,
     ensure_phantom_prompt_seg,
+    prompt_boxes,
     read_prompt_seg_npz,
     register_phantom_prompt_seg,
     register_prompt_seg_folder,
@@ -84,6 +85,8 @@ def test_phantom_generated_lazily_deterministic_and_reused(tmp_path, names):
     assert volume.imgs.shape == (16, 64, 64) and volume.imgs.dtype == np.int16
     assert volume.imgs.min() <= -900 and volume.gts.max() >= 2  # air and several structures
     assert volume.spacing[0] > 2 * volume.spacing[1]  # anisotropic, array order
+    np.testing.assert_array_equal(volume.boxes, prompt_boxes(volume.gts)[1])  # inference input
+    assert len(volume.boxes) == volume.gts.max()
     assert {r["slice_index"] for r in volumes} == \
         set(np.flatnonzero(volume.gts.reshape(16, -1).any(1)).tolist())
     # reused while the manifest matches; a second folder from the same config is identical

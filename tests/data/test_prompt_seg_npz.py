@@ -8,6 +8,7 @@ import vertspine  # noqa: F401  (makes detectron2 importable)
 from vertspine.data.prompt_seg import (
     NoBoxesError,
     PromptSegFormatError,
+    prompt_boxes,
     read_prompt_seg_npz,
     read_segs,
     scan_inference_inputs,
@@ -151,3 +152,16 @@ def test_zero_boxes_are_a_reported_skip(tmp_path, caplog):
         run, skipped = scan_inference_inputs([empty, full])
     assert run == [full] and skipped == [(empty, "zero boxes")]
     assert "XRay_empty.npz" in caplog.text and "1 of 2" in caplog.text
+
+
+def test_prompt_boxes_2d_tight_and_3d_middle_slice():
+    _, gts = case_2d()
+    values, boxes = prompt_boxes(gts)
+    assert values.tolist() == [1, 300]
+    np.testing.assert_array_equal(boxes, [[3, 2, 8, 4], [10, 7, 17, 10]])
+    gts = np.zeros((7, 10, 12), np.uint8)
+    gts[1, 0:9, 0:11] = 1    # a wide first slice
+    gts[2:5, 3:5, 4:7] = 1   # z range 1..4, middle slice 1 + 3 // 2 = 2
+    gts[0, 1, 1], gts[6, 8, 9] = 2, 2  # misses its middle slice 3: box over all slices
+    values, boxes = prompt_boxes(gts)
+    np.testing.assert_array_equal(boxes, [[4, 3, 1, 6, 4, 4], [1, 1, 0, 9, 8, 6]])

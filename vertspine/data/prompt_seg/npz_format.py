@@ -39,6 +39,8 @@ import numpy as np
 from vertspine.data.readers.base import ImageReadError, check_spacing
 from vertspine.utils.file_io import write_npz
 
+from .preprocess import mask_boxes
+
 __all__ = [
     "BOX_CLIP_TOLERANCE",
     "NoBoxesError",
@@ -46,6 +48,7 @@ __all__ = [
     "PromptSegFormatError",
     "SPACING_ORDERS",
     "check_boxes",
+    "prompt_boxes",
     "read_prompt_seg_npz",
     "read_segs",
     "scan_inference_inputs",
@@ -200,6 +203,33 @@ def _checked_spacing(path: str, spacing: Sequence[float], fix: str) -> Tuple[flo
         return check_spacing(path, spacing, 3, fix)
     except ImageReadError as e:
         raise PromptSegFormatError(str(e)) from None
+
+
+def prompt_boxes(gts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """One prompt box per labelled object of a case, as the format's ``boxes``.
+
+    2D: the object's tight box. 3D: the object's slice range ``z_min..z_max`` and, in-plane, its
+    tight box on the middle slice ``z_min + (z_max - z_min) // 2`` (where inference segments with
+    the given box before propagating); if the object misses that slice, its box over all slices.
+
+    Args:
+        gts: integer labels [H, W] or [D, H, W].
+    Returns:
+        (label values [N] increasing, float64 boxes [N, 4] / [N, 6] in inclusive pixel indices).
+    """
+    values = np.unique(gts)
+    values = values[values > 0]
+    if gts.ndim == 2:
+        return values, mask_boxes(gts, values)
+    boxes = np.zeros((len(values), 6), np.float64)
+    for i, value in enumerate(values):
+        slices = np.flatnonzero((gts == value).any(axis=(1, 2)))
+        z_min, z_max = slices[0], slices[-1]
+        middle = gts[z_min + (z_max - z_min) // 2]
+        plane = middle if (middle == value).any() else (gts == value).any(axis=0) * value
+        x_min, y_min, x_max, y_max = mask_boxes(plane, [value])[0]
+        boxes[i] = x_min, y_min, z_min, x_max, y_max, z_max
+    return values, boxes
 
 
 def _spacing(path: str, stored: np.ndarray, spacing_order: str) -> Tuple[float, float, float]:

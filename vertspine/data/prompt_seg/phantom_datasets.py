@@ -9,6 +9,10 @@
   modality "CT" (files ``CT_phantom_<split>_<i>.npz``; ``spacing`` stored as the challenge's
   (x, y, z)). 3D records are one per labelled slice.
 
+Every file also holds ``boxes`` (:func:`.npz_format.prompt_boxes`: box ``i`` prompts label
+``i + 1``), so each split folder is an inference input folder too (``segs`` label ``i + 1`` is
+then directly comparable with ``gts``).
+
 Each family also registers its modality subset (``phantom_promptseg_2d_train_XRay``, ...).
 Files live under ``$VERTSPINE_DATASETS/phantom_promptseg_{2d,3d}``. Generation is deterministic
 (case ``i`` of a split from ``default_rng([seed, dims, split, i])``) and atomic: the folder is
@@ -33,7 +37,7 @@ from ..phantom import PhantomConfig, generate_phantom_image
 from ..phantom.writer import MANIFEST_NAME, _publish, _read_manifest
 from ..spine_categories import SPLITS
 from .datasets import register_prompt_seg_folder
-from .npz_format import write_prompt_seg_npz
+from .npz_format import prompt_boxes, write_prompt_seg_npz
 from .phantom_volumes import generate_phantom_volume
 
 __all__ = ["PHANTOM_PROMPT_SEG_NAMES", "PromptSegPhantomConfig", "ensure_phantom_prompt_seg",
@@ -105,7 +109,8 @@ def _write_2d(folder: str, cfg: PromptSegPhantomConfig) -> None:
             kept = np.unique(labels)[1:]  # a vertebra hidden by its neighbours loses its label
             labels = np.searchsorted(np.concatenate([[0], kept]), labels).astype(np.uint16)
             write_prompt_seg_npz(_case_path(folder, 2, split, index),
-                                 np.repeat(image[..., None], 3, axis=-1), gts=labels)
+                                 np.repeat(image[..., None], 3, axis=-1), gts=labels,
+                                 boxes=prompt_boxes(labels)[1])
 
 
 def _write_3d(folder: str, cfg: PromptSegPhantomConfig) -> None:
@@ -120,7 +125,7 @@ def _write_3d(folder: str, cfg: PromptSegPhantomConfig) -> None:
             spacing = tuple(round(s, 3) for s in spacing)
             volume, labels = generate_phantom_volume(rng, depth, size, spacing)
             write_prompt_seg_npz(_case_path(folder, 3, split, index), volume, gts=labels,
-                                 spacing=spacing)
+                                 boxes=prompt_boxes(labels)[1], spacing=spacing)
 
 
 def ensure_phantom_prompt_seg(root: str, dims: int,
