@@ -33,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = PromptSegPhantomConfig()
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=datasets_root(), help="parent folder (default: %(default)s)")
+    parser.add_argument("--root", default=datasets_root(),
+                        help="parent folder (default: %(default)s)")
     parser.add_argument("--num-2d", type=int, nargs=3, default=defaults.num_2d,
                         metavar=("TRAIN", "VAL", "TEST"), help="2D cases per split")
     parser.add_argument("--num-3d", type=int, nargs=3, default=defaults.num_3d,

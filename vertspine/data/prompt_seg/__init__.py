@@ -1,5 +1,6 @@
 """Data of box-prompted segmentation (MedSAM, LiteMedSAM, DAFT): the CVPR24 "MedSAM on laptop"
-npz format (:mod:`.npz_format`), modality routing by file name or CSV (:mod:`.modality`), folder
+npz format (:mod:`.npz_format`; predictions and inference inputs in :mod:`.predictions`),
+modality routing by file name or CSV (:mod:`.modality`), folder
 datasets with per-modality subsets (:mod:`.datasets`), the LiteMedSAM/DAFT preprocessing
 (:mod:`.preprocess`), the ``PromptSegMapper`` (:mod:`.mapper`), its ``INPUT.PROMPT_SEG`` keys
 (:mod:`.config`) and the phantom datasets ``phantom_promptseg_{2d,3d}_*``
@@ -18,11 +19,9 @@ from .npz_format import (
     PromptSegFormatError,
     prompt_boxes,
     read_prompt_seg_npz,
-    read_segs,
-    scan_inference_inputs,
     write_prompt_seg_npz,
-    write_segs,
 )
+from .predictions import read_segs, scan_inference_inputs, write_segs
 from .phantom_datasets import (
     PHANTOM_PROMPT_SEG_NAMES,
     PromptSegPhantomConfig,

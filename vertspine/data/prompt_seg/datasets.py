@@ -173,7 +173,8 @@ def register_prompt_seg_folder(
         return records
 
     DatasetCatalog.register(name, load_all)
-    common = {"evaluator_type": "prompt_seg", "folder": folder, "modalities": modalities, **metadata}
+    common = {"evaluator_type": "prompt_seg", "folder": folder, "modalities": modalities,
+              **metadata}
     MetadataCatalog.get(name).set(**common)
     for modality, subset in zip(modalities, names[1:]):
         DatasetCatalog.register(subset, lambda m=modality: [r for r in load_all()

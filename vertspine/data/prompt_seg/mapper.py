@@ -56,7 +56,8 @@ class PromptSegMapper:
                   ("BOXES_PER_IMAGE", boxes_per_image, boxes_per_image >= 0),
                   ("BOX_JITTER", box_jitter, box_jitter >= 0),
                   ("FLIP_PROB", flip_prob, 0.0 <= flip_prob <= 1.0),
-                  ("CT_WINDOW", ct_window, not ct_window or (len(ct_window) == 2 and ct_window[1] > 0)))
+                  ("CT_WINDOW", ct_window,
+                   not ct_window or (len(ct_window) == 2 and ct_window[1] > 0)))
         for key, value, ok in checks:
             if not ok:
                 raise ValueError(f"INPUT.PROMPT_SEG.{key} = {value!r} is out of range (sizes and "

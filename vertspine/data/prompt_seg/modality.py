@@ -79,7 +79,8 @@ def read_modality_csv(csv_file: str, *, file_column: str = "file_name",
                              "pass file_column=/modality_column= or rename the header.")
         table: Dict[str, str] = {}
         for line, row in enumerate(reader, start=2):
-            name, modality = os.path.basename(row[file_column].strip()), row[modality_column].strip()
+            name = os.path.basename(row[file_column].strip())
+            modality = row[modality_column].strip()
             if not _NAME.fullmatch(modality):
                 raise ValueError(f"{csv_file} line {line}: modality {modality!r} of {name!r} must "
                                  "be letters, digits or '-' (e.g. CT, XRay).")

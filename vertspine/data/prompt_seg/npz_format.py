@@ -8,8 +8,7 @@ One case per ``.npz`` file (arrays, no pickles):
 * 3D: ``imgs`` ``(D, H, W)`` (uint8 as the challenge ships it, or Hounsfield units as integers or
   floats), ``gts`` ``(D, H, W)``, ``spacing`` 3 values in mm, inference inputs ``boxes``
   ``(N, 6)`` ``x_min, y_min, z_min, x_max, y_max, z_max``.
-* predictions: ``segs`` uint16 with the image's spatial shape (0 background, box ``i`` -> ``i+1``;
-  uint16 so that 256 and more boxes survive, the baseline's uint8 overflowed).
+* predictions: ``segs`` uint16 (:mod:`.predictions`).
 
 **Box coordinates** are pixel (voxel) indices, inclusive at both ends, as the challenge derives
 them from ``gts`` with ``np.where``: a box around columns 3..5 is ``x_min=3, x_max=5``; ``z_min``
@@ -50,17 +49,13 @@ __all__ = [
     "check_boxes",
     "prompt_boxes",
     "read_prompt_seg_npz",
-    "read_segs",
-    "scan_inference_inputs",
     "write_prompt_seg_npz",
-    "write_segs",
 ]
 
 logger = logging.getLogger(__name__)
 
 BOX_CLIP_TOLERANCE = 1.0  # px (slices) a box may reach outside the image before it is an error
 SPACING_ORDERS = ("xyz", "zyx")  # "xyz": the challenge's SimpleITK order; "zyx": the array's
-_MAX_SEGS_LABEL = np.iinfo(np.uint16).max
 
 
 class PromptSegFormatError(ImageReadError):
@@ -103,11 +98,11 @@ class PromptSegCase:
         return tuple(self.imgs.shape[:2] if self.spatial_dims == 2 else self.imgs.shape)
 
 
-def _error(path: str, message: str) -> PromptSegFormatError:
+def format_error(path: str, message: str) -> PromptSegFormatError:
     return PromptSegFormatError(f"{path}: {message}")
 
 
-def _load_arrays(path: str, keys: Sequence[str]) -> Tuple[List[str], Dict[str, np.ndarray]]:
+def load_npz_arrays(path: str, keys: Sequence[str]) -> Tuple[List[str], Dict[str, np.ndarray]]:
     """The archive's member names and the arrays of ``keys`` it holds."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"npz case not found: {path}")
@@ -117,8 +112,9 @@ def _load_arrays(path: str, keys: Sequence[str]) -> Tuple[List[str], Dict[str, n
                 raise ValueError("a single .npy array, not an .npz archive")
             return list(archive.files), {k: archive[k] for k in keys if k in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise _error(path, f"not a readable npz archive ({type(e).__name__}: {e}); re-save it "
-                           "with np.savez_compressed(path, imgs=..., gts=...).") from e
+        raise format_error(
+            path, f"not a readable npz archive ({type(e).__name__}: {e}); re-save it "
+            "with np.savez_compressed(path, imgs=..., gts=...).") from e
 
 
 def _is_3d(imgs: np.ndarray, gts: Optional[np.ndarray], boxes: Optional[np.ndarray],
@@ -132,23 +128,28 @@ def _is_3d(imgs: np.ndarray, gts: Optional[np.ndarray], boxes: Optional[np.ndarr
 def _check_imgs(path: str, imgs: np.ndarray, is_3d: bool) -> None:
     if is_3d:
         if imgs.ndim != 3 or imgs.dtype.kind not in "iuf":
-            raise _error(path, f"'imgs' is a {imgs.ndim}D {imgs.dtype} array {imgs.shape}; a 3D "
-                               "case holds a (D, H, W) array of numbers (uint8 or HU).")
-    elif not (imgs.dtype == np.uint8 and (imgs.ndim == 2 or (imgs.ndim == 3 and imgs.shape[-1] == 3))):
-        raise _error(path, f"'imgs' is a {imgs.dtype} array {imgs.shape}; a 2D case holds uint8 "
-                           "(H, W, 3) RGB or (H, W) grey (convert it, e.g. with "
-                           "vertspine.data.image_io.to_display_uint8).")
+            raise format_error(
+                path, f"'imgs' is a {imgs.ndim}D {imgs.dtype} array {imgs.shape}; a 3D "
+                "case holds a (D, H, W) array of numbers (uint8 or HU).")
+    elif not (imgs.dtype == np.uint8
+              and (imgs.ndim == 2 or (imgs.ndim == 3 and imgs.shape[-1] == 3))):
+        raise format_error(
+            path, f"'imgs' is a {imgs.dtype} array {imgs.shape}; a 2D case holds uint8 "
+            "(H, W, 3) RGB or (H, W) grey (convert it, e.g. with "
+            "vertspine.data.image_io.to_display_uint8).")
     if min(imgs.shape) == 0:
-        raise _error(path, f"'imgs' {imgs.shape} is empty.")
+        raise format_error(path, f"'imgs' {imgs.shape} is empty.")
 
 
 def _check_gts(path: str, gts: np.ndarray, shape: Tuple[int, ...]) -> None:
     if gts.dtype.kind not in "iu" or gts.shape != shape:
-        raise _error(path, f"'gts' is a {gts.dtype} array {gts.shape}; the labels must be an "
-                           f"integer array of the image's spatial shape {shape}.")
+        raise format_error(
+            path, f"'gts' is a {gts.dtype} array {gts.shape}; the labels must be an "
+            f"integer array of the image's spatial shape {shape}.")
     if gts.dtype.kind == "i" and gts.size and gts.min() < 0:
-        raise _error(path, f"'gts' holds negative labels (min {gts.min()}); 0 is background, "
-                           "objects are positive integers.")
+        raise format_error(
+            path, f"'gts' holds negative labels (min {gts.min()}); 0 is background, "
+            "objects are positive integers.")
 
 
 def check_boxes(path: str, boxes: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
@@ -170,13 +171,16 @@ def check_boxes(path: str, boxes: np.ndarray, shape: Tuple[int, ...]) -> np.ndar
         "x_min, y_min, z_min, x_max, y_max, z_max"
     boxes = np.asarray(boxes)
     if boxes.dtype.kind not in "iuf" or boxes.ndim != 2 or boxes.shape[1] != width:
-        raise _error(path, f"'boxes' is a {boxes.dtype} array {boxes.shape}; a {len(shape)}D "
-                           f"case needs (N, {width}) numbers: {kind}.")
+        raise format_error(
+            path, f"'boxes' is a {boxes.dtype} array {boxes.shape}; a {len(shape)}D "
+            f"case needs (N, {width}) numbers: {kind}.")
     if len(boxes) == 0:
         raise NoBoxesError(f"{path}: 'boxes' holds zero boxes; nothing to segment (skipped).")
     boxes = boxes.astype(np.float64)
     if not np.isfinite(boxes).all():
-        raise _error(path, f"'boxes' holds NaN or infinite values (box {np.argwhere(~np.isfinite(boxes))[0, 0]}).")
+        raise format_error(
+            path, "'boxes' holds NaN or infinite values (box "
+            f"{np.argwhere(~np.isfinite(boxes))[0, 0]}); store finite pixel indices.")
     half = width // 2
     lower, upper = boxes[:, :half], boxes[:, half:]
     # per coordinate (x, y[, z]): the last index along W, H[, D]
@@ -185,15 +189,17 @@ def check_boxes(path: str, boxes: np.ndarray, shape: Tuple[int, ...]) -> np.ndar
     inverted = np.argwhere(lower > upper)
     if len(inverted):
         i, axis = inverted[0]
-        raise _error(path, f"box {i} {boxes[i].tolist()} has {names[axis]}_min > "
-                           f"{names[axis]}_max ({len(inverted)} such values); store {kind}.")
+        raise format_error(
+            path, f"box {i} {boxes[i].tolist()} has {names[axis]}_min > "
+            f"{names[axis]}_max ({len(inverted)} such values); store {kind}.")
     outside = np.argwhere((lower < -BOX_CLIP_TOLERANCE) | (upper > last + BOX_CLIP_TOLERANCE))
     if len(outside):
         i, axis = outside[0]
-        raise _error(path, f"box {i} {boxes[i].tolist()} reaches outside the image "
-                           f"({names[axis]} must lie in 0..{last[axis]:g}, tolerance "
-                           f"{BOX_CLIP_TOLERANCE:g}; image {shape}); boxes are inclusive pixel "
-                           f"indices {kind}. Fix the boxes or the image.")
+        raise format_error(
+            path, f"box {i} {boxes[i].tolist()} reaches outside the image "
+            f"({names[axis]} must lie in 0..{last[axis]:g}, tolerance "
+            f"{BOX_CLIP_TOLERANCE:g}; image {shape}); boxes are inclusive pixel "
+            f"indices {kind}. Fix the boxes or the image.")
     return np.concatenate([np.clip(lower, 0, last), np.clip(upper, 0, last)], axis=1)
 
 
@@ -262,23 +268,26 @@ def read_prompt_seg_npz(path: str, *, require_gts: bool = False, require_boxes: 
     if spacing_order not in SPACING_ORDERS:
         raise ValueError(f"spacing_order {spacing_order!r}: use one of {SPACING_ORDERS}.")
     path = os.fspath(path)
-    files, arrays = _load_arrays(path, ("imgs", "gts", "boxes", "spacing"))
+    files, arrays = load_npz_arrays(path, ("imgs", "gts", "boxes", "spacing"))
     if "imgs" not in arrays:
-        raise _error(path, f"no 'imgs' array (the file holds {files}); the challenge format stores "
-                           "the image as 'imgs' ((H, W, 3) uint8 in 2D, (D, H, W) in 3D).")
+        raise format_error(
+            path, f"no 'imgs' array (the file holds {files}); the challenge format stores "
+            "the image as 'imgs' ((H, W, 3) uint8 in 2D, (D, H, W) in 3D).")
     for key, needed in (("gts", require_gts), ("boxes", require_boxes)):
         if needed and key not in arrays:
-            raise _error(path, f"no '{key}' array (the file holds {files}); "
-                         + ("labelled data stores the labels as 'gts'." if key == "gts" else
-                            "an inference input stores its prompts as 'boxes'."))
+            raise format_error(
+                path, f"no '{key}' array (the file holds {files}); "
+                + ("labelled data stores the labels as 'gts'." if key == "gts" else
+                "an inference input stores its prompts as 'boxes'."))
     imgs, gts, boxes = arrays["imgs"], arrays.get("gts"), arrays.get("boxes")
     is_3d = _is_3d(imgs, gts, boxes, "spacing" in arrays)
     _check_imgs(path, imgs, is_3d)
     spacing = None
     if is_3d:
         if "spacing" not in arrays:
-            raise _error(path, "a 3D case without 'spacing'; store the voxel spacing in mm as "
-                               "'spacing', in SimpleITK's (x, y, z) order (the challenge's).")
+            raise format_error(
+                path, "a 3D case without 'spacing'; store the voxel spacing in mm as "
+                "'spacing', in SimpleITK's (x, y, z) order (the challenge's).")
         spacing = _spacing(path, arrays["spacing"], spacing_order)
     shape = tuple(imgs.shape if is_3d else imgs.shape[:2])
     if gts is not None:
@@ -312,7 +321,8 @@ def write_prompt_seg_npz(path: str, imgs: np.ndarray, *, gts: Optional[np.ndarra
     shape = tuple(arrays["imgs"].shape if is_3d else arrays["imgs"].shape[:2])
     if is_3d:
         if spacing is None:
-            raise _error(path, "a 3D case needs spacing=(D, H, W) mm (the array's order).")
+            raise format_error(
+                path, "a 3D case needs spacing=(D, H, W) mm (the array's order).")
         arrays["spacing"] = np.asarray(_checked_spacing(
             path, spacing, "pass 3 positive mm values in the array's (D, H, W) order.")[::-1])
     if "gts" in arrays:
@@ -320,63 +330,3 @@ def write_prompt_seg_npz(path: str, imgs: np.ndarray, *, gts: Optional[np.ndarra
     if "boxes" in arrays:
         check_boxes(path, arrays["boxes"], shape)
     write_npz(path, arrays)
-
-
-def write_segs(path: str, segs: np.ndarray) -> None:
-    """Write a prediction as the challenge's ``segs`` (uint16, compressed, atomically).
-
-    Raises:
-        PromptSegFormatError: non-integer, negative or > 65535 labels (nothing is written).
-    """
-    segs = np.asarray(segs)
-    if segs.dtype.kind not in "iub" or (segs.size and (segs.min() < 0 or segs.max() > _MAX_SEGS_LABEL)):
-        raise _error(path, f"'segs' must hold integer labels 0..{_MAX_SEGS_LABEL} (uint16), got "
-                           f"{segs.dtype} in [{segs.min() if segs.size else 0}, "
-                           f"{segs.max() if segs.size else 0}].")
-    write_npz(path, {"segs": segs.astype(np.uint16)})
-
-
-def read_segs(path: str, shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
-    """The ``segs`` array of a prediction file, checked: unsigned integers of ``shape`` if given.
-
-    Raises:
-        PromptSegFormatError: no ``segs``, a signed/float dtype, or another shape.
-    """
-    path = os.fspath(path)
-    files, arrays = _load_arrays(path, ("segs",))
-    if "segs" not in arrays:
-        raise _error(path, f"no 'segs' array (the file holds {files}); predictions store the "
-                           "label map as 'segs' (uint16).")
-    segs = arrays["segs"]
-    if segs.dtype.kind != "u" or (shape is not None and segs.shape != tuple(shape)):
-        raise _error(path, f"'segs' is a {segs.dtype} array {segs.shape}; expected unsigned "
-                           f"integers of shape {tuple(shape) if shape else 'the image'}.")
-    return segs
-
-
-def scan_inference_inputs(paths: Sequence[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
-    """Split inference inputs into cases to run and skipped ones, reported in one warning.
-
-    Only ``boxes`` is read here (the image is read and checked when the case is run).
-
-    Args:
-        paths: npz files.
-    Returns:
-        (the files that hold boxes, [(skipped file, reason)] for files with zero boxes).
-    Raises:
-        PromptSegFormatError: a file without ``boxes`` (not an inference input) or unreadable.
-    """
-    run, skipped = [], []
-    for path in paths:
-        files, arrays = _load_arrays(os.fspath(path), ("boxes",))
-        if "boxes" not in arrays:
-            raise _error(path, f"no 'boxes' array (the file holds {files}); an inference input "
-                               "stores its prompts as 'boxes'.")
-        if arrays["boxes"].size == 0:
-            skipped.append((os.fspath(path), "zero boxes"))
-        else:
-            run.append(os.fspath(path))
-    if skipped:
-        logger.warning("Skipping %d of %d inputs with zero boxes (nothing to segment): %s",
-                       len(skipped), len(paths), ", ".join(os.path.basename(p) for p, _ in skipped))
-    return run, skipped

@@ -12,7 +12,8 @@ patient whatever the spacing). Contents, in Hounsfield units:
 
 Labels are 1..K in creation order; a later structure overwrites an earlier one where they
 overlap, and a structure left with fewer than :data:`MIN_VOXELS` voxels loses its label (its
-voxels stay as unlabelled tissue; labels stay 1..K without gaps). The same generator (``np.random.Generator``) gives the same volume.
+voxels stay as unlabelled tissue; labels stay 1..K without gaps). The same generator
+(``np.random.Generator``) state gives the same volume.
 """
 from typing import Callable, List, Tuple
 
@@ -85,7 +86,8 @@ def generate_phantom_volume(rng: np.random.Generator, depth: int, size: int,
     x = (np.arange(size) * spacing[2])[None, None, :]
     extent = np.array([depth * spacing[0], size * spacing[1], size * spacing[2]])
     body_axes = extent[1:] * rng.uniform([0.38, 0.30], [0.46, 0.40])  # semi-axes y, x in mm
-    body = ((y - extent[1] / 2) / body_axes[0]) ** 2 + ((x - extent[2] / 2) / body_axes[1]) ** 2 <= 1
+    body = (((y - extent[1] / 2) / body_axes[0]) ** 2
+            + ((x - extent[2] / 2) / body_axes[1]) ** 2 <= 1)
     body = np.broadcast_to(body, (depth, size, size))
     shading = 15 * np.sin(2 * np.pi * (x / rng.uniform(60, 120) + y / rng.uniform(60, 120)))
     volume = np.where(body, _TISSUE_HU + shading, _AIR_HU)
