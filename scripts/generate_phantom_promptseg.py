@@ -7,7 +7,9 @@
 Writes ``<root>/phantom_promptseg_2d`` and ``<root>/phantom_promptseg_3d`` (the folders the
 ``phantom_promptseg_{2d,3d}_{train,val,test}`` datasets load), each only when its manifest
 differs from the requested parameters. Prints the generation time and, per split, the cases,
-objects and (3D) labelled slices.
+objects and records (3D: labelled slices). The registered datasets expect the defaults: a folder
+written with other counts is rewritten when they load (use
+``register_phantom_prompt_seg(root, PromptSegPhantomConfig(...))`` for other counts).
 """
 import argparse
 import os
