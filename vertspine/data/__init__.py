@@ -23,6 +23,7 @@ from .image_label_mapper import ImageLabelDatasetMapper  # registers the mapper
 from .image_mask_folders import load_image_mask_folders, read_label_mask, register_image_mask_folders
 from .sem_seg_mapper import SemSegDatasetMapper  # registers the mapper
 from .volume_mapper import VolumeMapper  # registers the mapper
+from .prompt_seg import PromptSegMapper  # registers the mapper and INPUT.PROMPT_SEG
 from .loaders import LOADER_REGISTRY, build_test_loader, build_train_loader  # registers loaders
 
 __all__ = [
@@ -34,5 +35,5 @@ __all__ = [
     "SemSegDatasetMapper", "load_image_mask_folders", "read_label_mask", "register_image_mask_folders",
     "ImageMeta", "read_image_and_meta", "read_volume", "to_display_uint8",
     "register_npy_cases", "register_volume_cases", "register_volume_folder",
-    "VolumeMapper", "LOADER_REGISTRY", "build_test_loader", "build_train_loader",
+    "VolumeMapper", "PromptSegMapper", "LOADER_REGISTRY", "build_test_loader", "build_train_loader",
 ]

@@ -1,0 +1,121 @@
+"""Tests of vertspine.data.prompt_seg.mapper.PromptSegMapper: boxes, masks, flips, jitter, 3D."""
+import numpy as np
+import pytest
+import torch
+
+import vertspine  # noqa: F401  (makes detectron2 importable)
+from vertspine.config import get_vertspine_cfg
+from vertspine.data import build_dataset_mapper
+from vertspine.data.prompt_seg import PromptSegMapper, preprocess_image, write_prompt_seg_npz
+
+H, W = 16, 24  # S = 24: scale 1, so boxes and masks are checked in exact pixels
+
+
+def labels_2d():
+    labels = np.zeros((H, W), np.uint16)
+    labels[2:6, 3:10] = 1
+    labels[9:14, 12:21] = 5
+    labels[1:3, 18:22] = 300
+    return labels
+
+
+@pytest.fixture
+def record_2d(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    path = str(tmp_path / "XRay_case.npz")
+    write_prompt_seg_npz(path, image, gts=labels_2d())
+    return {"file_name": path, "image_id": "XRay_case", "modality": "XRay", "height": H,
+            "width": W}
+
+
+def mapper(is_train, **kwargs):
+    options = dict(image_size=W, boxes_per_image=0, box_jitter=0, flip_prob=0.0)
+    return PromptSegMapper(is_train=is_train, **{**options, **kwargs})
+
+
+def test_test_mode_gives_every_object_with_its_tight_box(record_2d):
+    out = mapper(False)(record_2d)
+    assert out["gt_labels"].tolist() == [1, 5, 300]
+    np.testing.assert_array_equal(out["boxes"].numpy(), [[3, 2, 9, 5], [12, 9, 20, 13],
+                                                         [18, 1, 21, 2]])
+    assert out["boxes"].dtype == torch.float32 and out["gt_masks"].dtype == torch.uint8
+    for mask, value in zip(out["gt_masks"].numpy(), [1, 5, 300]):
+        np.testing.assert_array_equal(mask[:H], labels_2d() == value)
+        assert not mask[H:].any()  # padding rows
+    assert (out["height"], out["width"], out["resized_size"]) == (H, W, (H, W))
+    assert out["image"].shape == (3, W, W) and out["modality"] == "XRay"
+
+
+def test_mapper_from_config(record_2d):
+    cfg = get_vertspine_cfg()
+    cfg.INPUT.DATASET_MAPPER = "PromptSegMapper"
+    cfg.INPUT.PROMPT_SEG.IMAGE_SIZE = 48
+    out = build_dataset_mapper(cfg, is_train=False)(record_2d)
+    assert out["image"].shape == (3, 48, 48) and out["resized_size"] == (32, 48)
+    np.testing.assert_allclose(out["boxes"][0].numpy(), [6, 4, 18, 10])  # x2
+    cfg.INPUT.PROMPT_SEG.FLIP_PROB = 1.5
+    with pytest.raises(ValueError, match="INPUT.PROMPT_SEG.FLIP_PROB"):
+        build_dataset_mapper(cfg, is_train=True)
+
+
+def test_flips_move_image_boxes_and_masks_together(record_2d):
+    plain = mapper(False)(record_2d)
+    flipped = mapper(True, flip_prob=1.0)(record_2d)  # both flips, no jitter
+    region = (slice(None), slice(0, H), slice(0, W))
+    np.testing.assert_array_equal(flipped["image"].numpy()[region],
+                                  plain["image"].numpy()[region][:, ::-1, ::-1])
+    np.testing.assert_array_equal(flipped["gt_masks"].numpy()[region],
+                                  plain["gt_masks"].numpy()[region][:, ::-1, ::-1])
+    x0, y0, x1, y1 = plain["boxes"].numpy().T
+    np.testing.assert_array_equal(flipped["boxes"].numpy(),
+                                  np.stack([W - 1 - x1, H - 1 - y1, W - 1 - x0, H - 1 - y0], 1))
+    for mask, box in zip(flipped["gt_masks"].numpy(), flipped["boxes"].numpy()):
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        np.testing.assert_array_equal(box, [cols[0], rows[0], cols[-1], rows[-1]])
+
+
+def test_box_jitter_moves_each_side_outwards_by_0_to_5_px_clipped(record_2d):
+    np.random.seed(0)
+    base = mapper(False)(record_2d)["boxes"].numpy()
+    train = mapper(True, box_jitter=5)
+    seen = set()
+    for _ in range(60):
+        boxes = train(record_2d)["boxes"].numpy()
+        outward = (boxes - base) * np.array([-1, -1, 1, 1])
+        assert (outward >= 0).all() and (outward <= 5).all()
+        assert boxes[:, [0, 1]].min() >= 0 and (boxes[:, 2] <= W - 1).all() \
+            and (boxes[:, 3] <= H - 1).all()
+        seen.update(outward[0, 2:].tolist())  # box 0's right and bottom sides are never clipped
+    assert seen == {0, 1, 2, 3, 4, 5}
+
+
+def test_boxes_per_image_keeps_a_random_subset_with_matching_masks(record_2d):
+    np.random.seed(1)
+    out = mapper(True, boxes_per_image=2)(record_2d)
+    labels = out["gt_labels"].tolist()
+    assert len(labels) == 2 and set(labels) <= {1, 5, 300}
+    for mask, value in zip(out["gt_masks"].numpy(), labels):
+        np.testing.assert_array_equal(mask[:H], labels_2d() == value)
+
+
+def test_3d_slices_random_draw_and_ct_window(tmp_path):
+    volume = np.random.default_rng(2).integers(-1000, 1500, (5, 12, 12)).astype(np.int16)
+    labels = np.zeros((5, 12, 12), np.uint8)
+    labels[1:3, 2:6, 3:8] = 4
+    path = str(tmp_path / "CT_vol.npz")
+    write_prompt_seg_npz(path, volume, gts=labels, spacing=(2.5, 0.8, 0.8))
+    record = {"file_name": path, "image_id": "CT_vol", "modality": "CT", "height": 12,
+              "width": 12, "labelled_slices": [1, 2]}
+    windowed = mapper(True, image_size=12, ct_window=(40, 400))
+    np.random.seed(3)
+    drawn = {windowed(record)["slice_index"] for _ in range(12)}
+    assert drawn == {1, 2}
+    out = windowed(dict(record, slice_index=2))
+    assert out["slice_index"] == 2 and out["spacing"] == (2.5, 0.8, 0.8)
+    np.testing.assert_allclose(out["image"].numpy(),
+                               preprocess_image(volume[2], 12, (40, 400))[0])
+    np.testing.assert_array_equal(out["boxes"].numpy(), [[3, 2, 7, 5]])
+    mr = windowed(dict(record, slice_index=2, modality="MR"))  # not windowed
+    np.testing.assert_allclose(mr["image"].numpy(), preprocess_image(volume[2], 12)[0])
+    with pytest.raises(KeyError, match="slice_index"):
+        mapper(False, image_size=12)(record)
