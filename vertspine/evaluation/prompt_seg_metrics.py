@@ -31,6 +31,7 @@ Definitions, for one case (a 2D image, a 3D volume or one slice of it) with inte
   reproduces the challenge's numbers.
 - Per case: the mean over its scored labels; per dataset: the mean over cases (the challenge's).
 """
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -153,9 +154,11 @@ def nsd_per_label(gt: np.ndarray, pred: np.ndarray, labels: Sequence[int],
                        for a, b in zip(gt_boxes[label - 1], pred_boxes[label - 1]))
         as_input = [torch.from_numpy(np.ascontiguousarray(a[window] == label))[None, None].float()
                     for a in (pred, gt)]
-        result[k] = float(compute_surface_dice(
-            *as_input, class_thresholds=[float(tolerance)], include_background=True,
-            spacing=[float(s) for s in spacing], use_subvoxels=True)[0, 0])
+        with warnings.catch_warnings():  # MONAI 1.5-1.6 passes its own deprecated argument
+            warnings.filterwarnings("ignore", "Argument `always_return_as_numpy`", FutureWarning)
+            result[k] = float(compute_surface_dice(
+                *as_input, class_thresholds=[float(tolerance)], include_background=True,
+                spacing=[float(s) for s in spacing], use_subvoxels=True)[0, 0])
     return result
 
 
