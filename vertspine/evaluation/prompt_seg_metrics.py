@@ -155,7 +155,7 @@ def nsd_per_label(gt: np.ndarray, pred: np.ndarray, labels: Sequence[int],
         as_input = [torch.from_numpy(np.ascontiguousarray(a[window] == label))[None, None].float()
                     for a in (pred, gt)]
         with warnings.catch_warnings():  # MONAI 1.5-1.6 passes its own deprecated argument
-            warnings.filterwarnings("ignore", "Argument `always_return_as_numpy`", FutureWarning)
+            warnings.filterwarnings("ignore", ".*`always_return_as_numpy`", FutureWarning)
             result[k] = float(compute_surface_dice(
                 *as_input, class_thresholds=[float(tolerance)], include_background=True,
                 spacing=[float(s) for s in spacing], use_subvoxels=True)[0, 0])
