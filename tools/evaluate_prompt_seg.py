@@ -2,7 +2,8 @@
 """DSC and NSD of box-prompted segmentations: two folders of challenge npz files compared.
 
     python tools/evaluate_prompt_seg.py --pred output/segs --gt data/gts --output output/metrics
-    python tools/evaluate_prompt_seg.py --pred P --gt G --gate-dsc 0.2 --planar-nsd slab  # leaderboard rules
+    # the challenge leaderboard's rules:
+    python tools/evaluate_prompt_seg.py --pred P --gt G --gate-dsc 0.2 --planar-nsd slab
 
 Each ``<case>.npz`` of ``--gt`` (``gts``: [H, W] 2D, or [D, H, W] 3D with ``spacing``, 3 values
 in that (z, y, x) axis order, mm) is compared with ``--pred/<case>.npz`` (``segs``, same shape):

@@ -121,3 +121,16 @@ def test_bad_inputs_are_named(cases):
                                 slice_index=0)], [_output(np.zeros((1, 20, 20), bool), [0.5])])
     with pytest.raises(ValueError, match="PLANAR_NSD"):
         PromptSegEvaluator("x", planar_nsd="area")
+
+
+def test_rows_of_every_process_are_gathered(cases, monkeypatch):
+    from detectron2.utils import comm
+
+    folder, gts, _ = cases
+    other = PromptSegEvaluator("x", distributed=False)
+    other.process([_image_input(folder)], [_output(np.zeros((2, 20, 20), bool), [0.5, 0.5])])
+    monkeypatch.setattr(comm, "synchronize", lambda: None)
+    monkeypatch.setattr(comm, "gather", lambda rows, dst=0: [rows, other._rows])
+    evaluator = PromptSegEvaluator("x", distributed=True)
+    evaluator.process([_image_input(folder)], [_output(np.stack([gts == 1, gts == 300]), [.5, .5])])
+    assert evaluator.evaluate()["prompt_seg"]["DSC-XRay"] == pytest.approx(50.0)  # 100 and 0

@@ -26,7 +26,8 @@ SHIFT3_SLAB = 1 - (9 * sqrt(2) / 2 + 2 * sqrt(3) / 8) / _FACE
     (1, "contour", 1.0), (3, "contour", SHIFT3_CONTOUR), (1, "slab", 1.0), (3, "slab", SHIFT3_SLAB),
 ])
 def test_square_shifted_nsd_by_hand(shift, planar_nsd, expected):
-    scores = case_scores(SQUARE, np.roll(SQUARE, shift, axis=1), tolerance=2.0, planar_nsd=planar_nsd)
+    scores = case_scores(SQUARE, np.roll(SQUARE, shift, axis=1), tolerance=2.0,
+                         planar_nsd=planar_nsd)
     assert scores.mean_nsd == pytest.approx(expected, abs=1e-6)
     assert scores.mean_dsc == pytest.approx((10 - shift) / 10)  # 2 * 10 (10 - s) / 200
     assert SHIFT3_CONTOUR == pytest.approx(0.603017, abs=1e-6)  # DeepMind's surface_distance too
@@ -70,7 +71,8 @@ def test_spacing_follows_the_array_axis_order():
     """The same geometry stored as (x, y, z) arrays takes (x, y, z) spacing and scores the same;
     the (z, y, x) spacing on those arrays would make the slice shift look in-plane."""
     gt, pred = BOX.transpose(2, 1, 0), np.roll(BOX, 1, axis=0).transpose(2, 1, 0)
-    assert case_scores(gt, pred, spacing=SPACING[::-1]).mean_nsd == pytest.approx(_slice_shift_nsd(), abs=1e-6)
+    assert case_scores(gt, pred, spacing=SPACING[::-1]).mean_nsd == pytest.approx(
+        _slice_shift_nsd(), abs=1e-6)
     assert case_scores(gt, pred, spacing=SPACING).mean_nsd == 1.0
 
 

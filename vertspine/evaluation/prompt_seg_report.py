@@ -40,7 +40,8 @@ def summarize(rows: List[Dict]) -> Dict[str, float]:
     for row in _scored(rows):
         groups[row["modality"]].append(row["scores"])
     scored = [s for group in groups.values() for s in group]
-    results = {"DSC": _mean([s.mean_dsc for s in scored]), "NSD": _mean([s.mean_nsd for s in scored])}
+    results = {"DSC": _mean([s.mean_dsc for s in scored]),
+               "NSD": _mean([s.mean_nsd for s in scored])}
     for modality in sorted(groups):
         results[f"DSC-{modality}"] = _mean([s.mean_dsc for s in groups[modality]])
         results[f"NSD-{modality}"] = _mean([s.mean_nsd for s in groups[modality]])
@@ -96,7 +97,8 @@ def write_label_csv(path: str, rows: List[Dict]) -> None:
 
 
 def _sorted(rows: List[Dict]) -> List[Dict]:
-    return sorted(rows, key=lambda r: (r["case"], -1 if r["slice_index"] is None else r["slice_index"]))
+    return sorted(rows, key=lambda r: (r["case"], -1 if r["slice_index"] is None
+                                       else r["slice_index"]))
 
 
 def _blank(value) -> str:
