@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
@@ -71,7 +72,7 @@ def _read(path: str, key: str) -> Tuple[np.ndarray, Optional[Tuple[float, ...]]]
     """(array ``key``, spacing of a 3D array or None for 2D) of an npz; ValueError naming it."""
     try:
         npz = np.load(path)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable npz ({error}).") from error
     with npz:
         if key not in npz.files:

@@ -83,16 +83,20 @@ def test_merged_masks_scored_per_modality_with_csv_and_overlays(cases):
 def test_slice_nsd_uses_the_in_plane_spacing(cases):
     """A 5-px shift at 0.5 mm/px is 2.5 mm, beyond tau = 2 mm (4 px). By hand, as the square of
     the metrics' tests: of each 10 x 10 px contour, the trailing side (9 straight points and
-    2 corners, 5 px away) and the leading side's middle point (5 px) fail."""
-    folder, _, volume = cases
-    evaluator = PromptSegEvaluator("x", distributed=False)
+    2 corners, 5 px away) and the leading side's middle point (5 px) fail. A 2D image beside it
+    takes the 2D tolerance (50 px here: everything within)."""
+    folder, gts, volume = cases
+    evaluator = PromptSegEvaluator("x", tolerance_2d=50.0, tolerance_3d=2.0, distributed=False)
     shifted = np.roll(volume[1] == 2, 5, axis=1)
     evaluator.process([{"file_name": str(folder / "3DBox_CT_b.npz"), "slice_index": 1,
                         "gt_labels": torch.tensor([2])}], [_output(shifted[None], [0.5])])
+    evaluator.process([_image_input(folder)],
+                      [_output(np.stack([np.roll(gts == 1, 4, axis=0), gts == 300]), [.5, .5])])
     results = evaluator.evaluate()["prompt_seg"]
     assert results["NSD-unknown"] == pytest.approx(100 * (26 + sqrt(2)) / (36 + 2 * sqrt(2)),
                                                    abs=1e-4)
     assert results["DSC-unknown"] == pytest.approx(50.0)
+    assert results["NSD-XRay"] == 100.0 and results["DSC-XRay"] < 100.0
 
 
 def test_labels_without_a_box_score_zero_and_are_noted(cases):

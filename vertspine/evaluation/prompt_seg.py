@@ -68,7 +68,7 @@ class PromptSegEvaluator(DatasetEvaluator):
             raise ValueError(f"TEST.PROMPT_SEG.PLANAR_NSD must be one of {PLANAR_NSD_MODES}, "
                              f"got {planar_nsd!r}.")
         self._dataset_name = dataset_name
-        self._tolerances = {2: float(tolerance_2d), 3: float(tolerance_3d)}
+        self._tolerance_2d, self._tolerance_3d = float(tolerance_2d), float(tolerance_3d)
         self._planar_nsd = planar_nsd
         self._gate_dsc = gate_dsc
         self._num_overlays = int(num_overlays) if output_dir else 0
@@ -109,13 +109,13 @@ class PromptSegEvaluator(DatasetEvaluator):
                                  f"frame of its ground truth {gt.shape}; the model must return "
                                  "masks at the original image size (height, width).")
             merged = merge_box_masks(masks, _numpy(prediction["iou_predictions"]), labels)
-            scores = case_scores(gt, merged, spacing=spacing,
-                                 tolerance=self._tolerances[1 + len(spacing)],
+            tolerance = self._tolerance_2d if slice_index is None else self._tolerance_3d
+            scores = case_scores(gt, merged, spacing=spacing, tolerance=tolerance,
                                  gate_dsc=self._gate_dsc, planar_nsd=self._planar_nsd)
             unprompted = np.setdiff1d(np.unique(gt[gt > 0]), labels)
             note = f"labels without a box: {unprompted.tolist()}" if len(unprompted) else ""
-            row = case_row(os.path.basename(file_name), record.get("modality", "unknown"), scores,
-                           slice_index=slice_index, note=note)
+            row = case_row(os.path.basename(file_name), record.get("modality") or "unknown",
+                           scores, slice_index=slice_index, note=note)
             self._rows.append(dict(row, unprompted=len(unprompted)))
             if self._overlays_written < self._num_overlays:
                 self._write_overlay(file_name, slice_index, gt, merged)
