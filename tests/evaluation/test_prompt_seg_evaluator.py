@@ -113,8 +113,12 @@ def test_bad_inputs_are_named(cases):
     folder, gts, volume = cases
     evaluator = PromptSegEvaluator("x", distributed=False)
     volume_input = {"file_name": str(folder / "3DBox_CT_b.npz"), "gt_labels": torch.tensor([2])}
-    with pytest.raises(ValueError, match="needs a slice_index in 0..4"):
+    frame = r"\(1, 20, 20\) are not in the frame.*\(5, 20, 20\).*slice_index"
+    with pytest.raises(ValueError, match=frame):
         evaluator.process([volume_input], [_output(np.zeros((1, 20, 20), bool), [0.5])])
+    with pytest.raises(ValueError, match="slice_index 5 is outside the volume"):
+        evaluator.process([dict(volume_input, slice_index=5)],
+                          [_output(np.zeros((1, 20, 20), bool), [0.5])])
     with pytest.raises(ValueError, match=r"masks \(2, 10, 10\) are not in the frame"):
         evaluator.process([_image_input(folder)], [_output(np.zeros((2, 10, 10), bool), [.5, .5])])
     with pytest.raises(KeyError, match="PromptSegMapper"):
@@ -138,3 +142,17 @@ def test_rows_of_every_process_are_gathered(cases, monkeypatch):
     evaluator = PromptSegEvaluator("x", distributed=True)
     evaluator.process([_image_input(folder)], [_output(np.stack([gts == 1, gts == 300]), [.5, .5])])
     assert evaluator.evaluate()["prompt_seg"]["DSC-XRay"] == pytest.approx(50.0)  # 100 and 0
+
+
+def test_whole_volume_scored_in_3d_with_the_file_spacing(cases):
+    """Masks [B, D, H, W] of a volume (no slice_index): 3D DSC/NSD with the (z, y, x) spacing;
+    shifted by 4 px = 2 mm in x, every surface element is within tau = 2 mm."""
+    folder, _, volume = cases
+    evaluator = PromptSegEvaluator("x", distributed=False, num_overlays=1,
+                                   output_dir=str(folder / "v"))
+    masks = np.roll(volume == 2, 4, axis=2)[None]
+    evaluator.process([{"file_name": str(folder / "3DBox_CT_b.npz"), "modality": "CT",
+                        "gt_labels": torch.tensor([2])}], [_output(masks, [0.5])])
+    results = evaluator.evaluate()["prompt_seg"]
+    assert results["DSC-CT"] == pytest.approx(60.0) and results["NSD-CT"] == 100.0
+    assert os.listdir(folder / "v" / "prompt_seg_overlays") == ["3DBox_CT_b_z0001.png"]

@@ -1,15 +1,17 @@
 """The box-prompted segmentation evaluator (``evaluator_type "prompt_seg"``): DSC and NSD per label.
 
-Per input (a 2D image, or one slice of a 3D volume, as :class:`PromptSegMapper` yields them):
-the model's box masks (``outputs[i]["prompt_seg"]``: ``masks`` bool [B, H, W] in the original
-image frame, ``iou_predictions`` [B]) are merged into one label map with the inputs'
-``gt_labels`` [B] as label values (where masks overlap the higher predicted IoU wins,
-:func:`~.prompt_seg_metrics.merge_box_masks`) and compared with the ground truth read from the
-input's npz (``file_name``): ``gts`` [H, W], or ``gts[slice_index]`` of a [D, H, W] volume.
+Per input (a 2D image, or one slice of a 3D volume, as :class:`PromptSegMapper` yields them;
+or a whole volume): the model's box masks (``outputs[i]["prompt_seg"]``: ``masks`` bool
+[B, H, W] (a volume: [B, D, H, W]) in the original image frame, ``iou_predictions`` [B]) are
+merged into one label map with the inputs' ``gt_labels`` [B] as label values (where masks
+overlap the higher predicted IoU wins, :func:`~.prompt_seg_metrics.merge_box_masks`) and
+compared with the ground truth read from the input's npz (``file_name``): ``gts`` [H, W];
+``gts[slice_index]`` of a [D, H, W] volume for an input with ``slice_index``, else the volume.
 Rules and definitions: :mod:`.prompt_seg_metrics`. 2D images: NSD at ``NSD_TOLERANCE_2D`` px;
-slices of volumes: at ``NSD_TOLERANCE_3D`` mm with the npz's in-plane ``spacing`` (axes 1, 2 of
-its (z, y, x) order). Every label of the ground truth is scored, also one without a box (it
-scores 0; the row's note names such labels and a warning counts them).
+volumes and their slices: at ``NSD_TOLERANCE_3D`` mm with the npz's ``spacing`` ((z, y, x),
+the array's axis order; a slice takes the in-plane y, x). Every label of the ground truth is
+scored, also one without a box (it scores 0; the row's note names such labels and a warning
+counts them).
 
 :meth:`evaluate` gathers the per-case rows of every process and returns, on the main process,
 ``{"prompt_seg": {"DSC", "NSD", "DSC-<modality>", "NSD-<modality>"}}`` (percent, the mean over
@@ -103,13 +105,14 @@ class PromptSegEvaluator(DatasetEvaluator):
             labels = _numpy(record["gt_labels"]).astype(np.int64)
             masks = _numpy(prediction["masks"]).astype(bool)
             slice_index = record.get("slice_index")
-            gt, spacing = self._ground_truth(file_name, slice_index)
+            gt, spacing, from_volume = self._ground_truth(file_name, slice_index)
             if masks.shape[1:] != gt.shape:
                 raise ValueError(f"'{file_name}': the predicted masks {masks.shape} are not in the "
                                  f"frame of its ground truth {gt.shape}; the model must return "
-                                 "masks at the original image size (height, width).")
+                                 "masks at the original image size (height, width), and a slice "
+                                 "of a volume needs the input's slice_index.")
             merged = merge_box_masks(masks, _numpy(prediction["iou_predictions"]), labels)
-            tolerance = self._tolerance_2d if slice_index is None else self._tolerance_3d
+            tolerance = self._tolerance_3d if from_volume else self._tolerance_2d
             scores = case_scores(gt, merged, spacing=spacing, tolerance=tolerance,
                                  gate_dsc=self._gate_dsc, planar_nsd=self._planar_nsd)
             unprompted = np.setdiff1d(np.unique(gt[gt > 0]), labels)
@@ -141,9 +144,10 @@ class PromptSegEvaluator(DatasetEvaluator):
         return {"prompt_seg": summarize(rows)}
 
     def _ground_truth(self, file_name: str, slice_index: Optional[int]
-                      ) -> Tuple[np.ndarray, Tuple[float, ...]]:
-        """The npz's ``gts`` (slice) and its spacing in array-axis order (in-plane for a
-        slice, (1, 1) px for a 2D image); the last file read is kept."""
+                      ) -> Tuple[np.ndarray, Tuple[float, ...], bool]:
+        """The npz's ``gts`` (or its slice), its spacing in array-axis order (in-plane for a
+        slice, (1, 1) px for a 2D image) and whether it comes from a volume; the last file read
+        is kept."""
         if self._loaded[0] != file_name:
             self._loaded = (file_name, _read_gts(file_name))
         gts, spacing = self._loaded[1]
@@ -151,17 +155,25 @@ class PromptSegEvaluator(DatasetEvaluator):
             if slice_index is not None:
                 raise ValueError(f"'{file_name}': 'gts' is 2D {gts.shape}, but the input has "
                                  f"slice_index {slice_index}.")
-            return gts, (1.0, 1.0)
-        if slice_index is None or not 0 <= int(slice_index) < len(gts):
-            raise ValueError(f"'{file_name}': 'gts' is a volume {gts.shape}; each input needs a "
-                             f"slice_index in 0..{len(gts) - 1} (got {slice_index}).")
-        return gts[int(slice_index)], spacing[1:]
+            return gts, (1.0, 1.0), False
+        if slice_index is None:
+            return gts, spacing, True
+        if not 0 <= int(slice_index) < len(gts):
+            raise ValueError(f"'{file_name}': slice_index {slice_index} is outside the volume "
+                             f"{gts.shape} (0..{len(gts) - 1}).")
+        return gts[int(slice_index)], spacing[1:], True
 
     def _write_overlay(self, file_name: str, slice_index: Optional[int], gt: np.ndarray,
                        pred: np.ndarray) -> None:
+        if gt.ndim == 3:  # a whole volume: its slice with the most ground truth
+            slice_index = int(np.count_nonzero(gt, axis=(1, 2)).argmax())
+            gt, pred = gt[slice_index], pred[slice_index]
         with np.load(file_name) as npz:
-            image = npz["imgs"] if "imgs" in npz.files else np.zeros(gt.shape, np.uint8)
-            image = image if slice_index is None else image[int(slice_index)]
+            image = npz["imgs"] if "imgs" in npz.files else None
+        if image is None:
+            image = np.zeros(gt.shape, np.uint8)
+        elif slice_index is not None:
+            image = image[int(slice_index)]
         stem = os.path.splitext(os.path.basename(file_name))[0]
         suffix = "" if slice_index is None else f"_z{int(slice_index):04d}"
         path = os.path.join(self._output_dir, "prompt_seg_overlays", f"{stem}{suffix}.png")
