@@ -37,10 +37,11 @@ def folders(tmp_path):
     np.savez(gt / "2DBox_X-Ray_1.npz", gts=_square())
     np.savez(pred / "2DBox_X-Ray_1.npz", segs=np.roll(_square(), 3, axis=1))
     np.savez(gt / "2DBox_US_2.npz", gts=_square())
-    # 3D (z, y, x) spacing (2.5, 0.8, 0.8): shifted in-plane by 1 voxel (0.8 mm): NSD 1
+    # 3D (z, y, x) spacing (2.5, 0.8, 0.8), stored as the challenge's (x, y, z): shifted along x
+    # by 1 voxel (0.8 mm): NSD 1 (2.5 mm with the stored order applied to the arrays: < 1)
     volume = np.zeros((8, 20, 20), np.uint8)
     volume[2:6, 4:14, 5:15] = 1
-    np.savez(gt / "3DBox_CT_3.npz", gts=volume, spacing=np.array([2.5, 0.8, 0.8]))
+    np.savez(gt / "3DBox_CT_3.npz", gts=volume, spacing=np.array([0.8, 0.8, 2.5]))
     np.savez(pred / "3DBox_CT_3.npz", segs=np.roll(volume, 1, axis=2))
     # a volume without spacing; an unknown prefix; a prediction without ground truth
     np.savez(gt / "3DBox_MR_4.npz", gts=volume)
@@ -80,6 +81,8 @@ def test_two_folders_scored_with_every_case_reported(folders):
 
 def test_challenge_rules_as_options(folders):
     args = ["--pred", str(folders / "segs"), "--gt", str(folders / "gts")]
+    unreversed = _tool().main(args + ["--spacing-order", "zyx"])["results"]
+    assert unreversed["NSD-CT"] < 95.0  # the x shift read as 2.5 mm, as the challenge did
     slab = _tool().main(args + ["--planar-nsd", "slab"])["results"]
     face = 81 + 36 * sqrt(2) / 2 + 4 * sqrt(3) / 8
     nsd_slab = 100 * (1 - (9 * sqrt(2) / 2 + 2 * sqrt(3) / 8) / face)

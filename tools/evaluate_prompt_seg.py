@@ -6,7 +6,9 @@
     python tools/evaluate_prompt_seg.py --pred P --gt G --gate-dsc 0.2 --planar-nsd slab
 
 Each ``<case>.npz`` of ``--gt`` (``gts``: [H, W] 2D, or [D, H, W] 3D with ``spacing``, 3 values
-in that (z, y, x) axis order, mm) is compared with ``--pred/<case>.npz`` (``segs``, same shape):
+in mm, stored as the challenge's files do in SimpleITK's (x, y, z) order, the reverse of the
+arrays' axes; ``--spacing-order zyx`` for files that store the arrays' order) is compared with
+``--pred/<case>.npz`` (``segs``, same shape):
 per label DSC and NSD (2 px in 2D, 2 mm in 3D; definitions and rules in
 :mod:`vertspine.evaluation.prompt_seg_metrics`), averaged per case, then over cases, overall and
 per modality (from the file-name prefix, e.g. ``2DBox_X-Ray_...`` -> XRay). A case without a
@@ -28,7 +30,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops)
-from vertspine.evaluation.prompt_seg_metrics import PLANAR_NSD_MODES, case_scores
+from vertspine.evaluation.prompt_seg_metrics import (PLANAR_NSD_MODES, SPACING_ORDERS,
+                                                     case_scores, spacing_in_array_order)
 from vertspine.evaluation.prompt_seg_report import (case_row, modality_table, summarize,
                                                     write_case_csv, write_label_csv)
 from vertspine.utils.file_io import write_json
@@ -55,11 +58,11 @@ def score_case(gt_path: str, pred_path: Optional[str], settings: Dict) -> Dict:
     case = os.path.basename(gt_path)
     modality = modality_from_name(case) or "unknown"
     try:
-        gts, spacing = _read(gt_path, "gts")
+        gts, spacing = _read(gt_path, "gts", settings["spacing_order"])
         if pred_path is None:
             segs, note = np.zeros_like(gts), "missing prediction: scored as empty"
         else:
-            segs, note = _read(pred_path, "segs")[0], ""
+            segs, note = _read(pred_path, "segs", settings["spacing_order"])[0], ""
         tolerance = settings["tolerance_3d"] if gts.ndim == 3 else settings["tolerance_2d"]
         scores = case_scores(gts, segs, spacing=spacing, tolerance=tolerance,
                              gate_dsc=settings["gate_dsc"], planar_nsd=settings["planar_nsd"])
@@ -68,8 +71,10 @@ def score_case(gt_path: str, pred_path: Optional[str], settings: Dict) -> Dict:
     return case_row(case, modality, scores, note=note)
 
 
-def _read(path: str, key: str) -> Tuple[np.ndarray, Optional[Tuple[float, ...]]]:
-    """(array ``key``, spacing of a 3D array or None for 2D) of an npz; ValueError naming it."""
+def _read(path: str, key: str, spacing_order: str
+          ) -> Tuple[np.ndarray, Optional[Tuple[float, ...]]]:
+    """(array ``key``, spacing of a 3D array in its (z, y, x) order, or None for 2D) of an npz;
+    ValueError naming the file."""
     try:
         npz = np.load(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -80,10 +85,13 @@ def _read(path: str, key: str) -> Tuple[np.ndarray, Optional[Tuple[float, ...]]]
         array = npz[key]
         if key == "segs" or array.ndim != 3:
             return array, None
-        if "spacing" not in npz.files or npz["spacing"].size != 3:
-            raise ValueError(f"{path}: a 3D '{key}' {array.shape} needs 'spacing' (3 values in the "
-                             "array's (z, y, x) axis order, mm); add it to the npz.")
-        return array, tuple(float(s) for s in npz["spacing"].reshape(3))
+        if "spacing" not in npz.files:
+            raise ValueError(f"{path}: a 3D '{key}' {array.shape} needs 'spacing' (3 values in "
+                             "mm, the challenge's (x, y, z) order); add it to the npz.")
+        try:
+            return array, spacing_in_array_order(npz["spacing"], spacing_order)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
 
 
 def _npz_names(folder: str, flag: str) -> List[str]:
@@ -104,12 +112,16 @@ def main(argv=None) -> Dict:
                         help="2D NSD on the contour (default) or as the challenge's one-slice slab")
     parser.add_argument("--tolerance-2d", type=float, default=2.0, help="NSD tolerance, px (2D)")
     parser.add_argument("--tolerance-3d", type=float, default=2.0, help="NSD tolerance, mm (3D)")
+    parser.add_argument("--spacing-order", choices=SPACING_ORDERS, default="xyz",
+                        help="order of the stored 3D spacing: xyz (the challenge's files, "
+                             "default) or zyx (the arrays' order)")
     parser.add_argument("--num-workers", type=int, default=1, help="processes scoring cases")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     settings = {"tolerance_2d": args.tolerance_2d, "tolerance_3d": args.tolerance_3d,
-                "gate_dsc": args.gate_dsc, "planar_nsd": args.planar_nsd}
+                "gate_dsc": args.gate_dsc, "planar_nsd": args.planar_nsd,
+                "spacing_order": args.spacing_order}
     gt_names, pred_names = _npz_names(args.gt, "--gt"), _npz_names(args.pred, "--pred")
     if not gt_names:
         raise SystemExit(f"--gt {args.gt} holds no .npz file.")

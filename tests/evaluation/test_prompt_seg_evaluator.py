@@ -18,7 +18,8 @@ from vertspine.evaluation.prompt_seg import PromptSegEvaluator
 
 @pytest.fixture
 def cases(tmp_path):
-    """A 2D image with two objects and a 3D volume (spacing (3, 0.5, 0.5) mm) with one."""
+    """A 2D image with two objects and a 3D volume with one; its (z, y, x) spacing
+    (3, 0.5, 0.5) mm is stored as the challenge's (x, y, z)."""
     gts = np.zeros((20, 20), np.uint16)
     gts[2:8, 2:8], gts[10:18, 10:18] = 1, 300
     imgs = np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)
@@ -26,7 +27,7 @@ def cases(tmp_path):
     volume = np.zeros((5, 20, 20), np.uint8)
     volume[1:4, 5:15, 5:15] = 2
     np.savez(tmp_path / "3DBox_CT_b.npz", imgs=np.zeros((5, 20, 20), np.int16), gts=volume,
-             spacing=np.array([3.0, 0.5, 0.5]))
+             spacing=np.array([0.5, 0.5, 3.0]))
     return tmp_path, gts, volume
 
 
@@ -83,19 +84,22 @@ def test_merged_masks_scored_per_modality_with_csv_and_overlays(cases):
 def test_slice_nsd_uses_the_in_plane_spacing(cases):
     """A 5-px shift at 0.5 mm/px is 2.5 mm, beyond tau = 2 mm (4 px). By hand, as the square of
     the metrics' tests: of each 10 x 10 px contour, the trailing side (9 straight points and
-    2 corners, 5 px away) and the leading side's middle point (5 px) fail. A 2D image beside it
-    takes the 2D tolerance (50 px here: everything within)."""
+    2 corners, 5 px away) and the leading side's middle point (5 px) fail. The input's spacing
+    (the mapper's) wins over the file's: at 0.25 mm/px everything is within. A 2D image beside
+    them takes the 2D tolerance (50 px here: everything within)."""
     folder, gts, volume = cases
     evaluator = PromptSegEvaluator("x", tolerance_2d=50.0, tolerance_3d=2.0, distributed=False)
     shifted = np.roll(volume[1] == 2, 5, axis=1)
-    evaluator.process([{"file_name": str(folder / "3DBox_CT_b.npz"), "slice_index": 1,
-                        "gt_labels": torch.tensor([2])}], [_output(shifted[None], [0.5])])
+    record = {"file_name": str(folder / "3DBox_CT_b.npz"), "slice_index": 1,
+              "gt_labels": torch.tensor([2])}
+    evaluator.process([record, dict(record, spacing=(3.0, 0.25, 0.25), modality="CT")],
+                      [_output(shifted[None], [0.5])] * 2)
     evaluator.process([_image_input(folder)],
                       [_output(np.stack([np.roll(gts == 1, 4, axis=0), gts == 300]), [.5, .5])])
     results = evaluator.evaluate()["prompt_seg"]
     assert results["NSD-unknown"] == pytest.approx(100 * (26 + sqrt(2)) / (36 + 2 * sqrt(2)),
                                                    abs=1e-4)
-    assert results["DSC-unknown"] == pytest.approx(50.0)
+    assert results["DSC-unknown"] == pytest.approx(50.0) and results["NSD-CT"] == 100.0
     assert results["NSD-XRay"] == 100.0 and results["DSC-XRay"] < 100.0
 
 

@@ -8,10 +8,13 @@ overlap the higher predicted IoU wins, :func:`~.prompt_seg_metrics.merge_box_mas
 compared with the ground truth read from the input's npz (``file_name``): ``gts`` [H, W];
 ``gts[slice_index]`` of a [D, H, W] volume for an input with ``slice_index``, else the volume.
 Rules and definitions: :mod:`.prompt_seg_metrics`. 2D images: NSD at ``NSD_TOLERANCE_2D`` px;
-volumes and their slices: at ``NSD_TOLERANCE_3D`` mm with the npz's ``spacing`` ((z, y, x),
-the array's axis order; a slice takes the in-plane y, x). Every label of the ground truth is
-scored, also one without a box (it scores 0; the row's note names such labels and a warning
-counts them).
+volumes and their slices: at ``NSD_TOLERANCE_3D`` mm with the voxel spacing in the array's
+(z, y, x) order (a slice takes the in-plane y, x): the input's ``spacing`` (the mapper gives it
+in that order), else the npz's, which the challenge's files store in SimpleITK's reverse
+(x, y, z) order (``spacing_order="xyz"``, as :mod:`vertspine.data.prompt_seg` reads it; the
+challenge's own evaluation applied it unreversed). Every label of the ground truth is scored,
+also one without a box (it scores 0; the row's note names such labels and a warning counts
+them).
 
 :meth:`evaluate` gathers the per-case rows of every process and returns, on the main process,
 ``{"prompt_seg": {"DSC", "NSD", "DSC-<modality>", "NSD-<modality>"}}`` (percent, the mean over
@@ -34,7 +37,8 @@ from vertspine.utils.file_io import write_png
 from .build import register_evaluator
 from .gather import gather_on_main
 from .prompt_seg_config import add_prompt_seg_eval_config
-from .prompt_seg_metrics import PLANAR_NSD_MODES, case_scores, merge_box_masks
+from .prompt_seg_metrics import (PLANAR_NSD_MODES, SPACING_ORDERS, case_scores, merge_box_masks,
+                                 spacing_in_array_order)
 from .prompt_seg_report import (case_row, modality_table, summarize, write_case_csv,
                                 write_label_csv)
 
@@ -51,7 +55,8 @@ class PromptSegEvaluator(DatasetEvaluator):
     def __init__(self, dataset_name: str, *, tolerance_2d: float = 2.0,
                  tolerance_3d: float = 2.0, planar_nsd: str = "contour",
                  gate_dsc: Optional[float] = None, num_overlays: int = 0,
-                 output_dir: Optional[str] = None, distributed: bool = True):
+                 spacing_order: str = "xyz", output_dir: Optional[str] = None,
+                 distributed: bool = True):
         """
         Args:
             dataset_name: the dataset evaluated (named in the log).
@@ -60,6 +65,8 @@ class PromptSegEvaluator(DatasetEvaluator):
             planar_nsd: "contour" or "slab" (:func:`~.prompt_seg_metrics.case_scores`).
             gate_dsc: NSD is 0 for a case whose mean DSC (0-1) is not above it; None = off.
             num_overlays: overlay PNGs each process writes (needs ``output_dir``).
+            spacing_order: the order of the npz's stored ``spacing``, used for inputs without
+                ``spacing``: "xyz" (the challenge's files) or "zyx" (the array's order).
             output_dir: where the CSV files and overlays go (None = not written).
             distributed: gather the rows of every process.
         """
@@ -69,6 +76,10 @@ class PromptSegEvaluator(DatasetEvaluator):
         if planar_nsd not in PLANAR_NSD_MODES:
             raise ValueError(f"TEST.PROMPT_SEG.PLANAR_NSD must be one of {PLANAR_NSD_MODES}, "
                              f"got {planar_nsd!r}.")
+        if spacing_order not in SPACING_ORDERS:
+            raise ValueError(f"spacing_order must be one of {SPACING_ORDERS}, "
+                             f"got {spacing_order!r}.")
+        self._spacing_order = spacing_order
         self._dataset_name = dataset_name
         self._tolerance_2d, self._tolerance_3d = float(tolerance_2d), float(tolerance_3d)
         self._planar_nsd = planar_nsd
@@ -105,7 +116,8 @@ class PromptSegEvaluator(DatasetEvaluator):
             labels = _numpy(record["gt_labels"]).astype(np.int64)
             masks = _numpy(prediction["masks"]).astype(bool)
             slice_index = record.get("slice_index")
-            gt, spacing, from_volume = self._ground_truth(file_name, slice_index)
+            gt, spacing, from_volume = self._ground_truth(file_name, slice_index,
+                                                          record.get("spacing"))
             if masks.shape[1:] != gt.shape:
                 raise ValueError(f"'{file_name}': the predicted masks {masks.shape} are not in the "
                                  f"frame of its ground truth {gt.shape}; the model must return "
@@ -143,14 +155,17 @@ class PromptSegEvaluator(DatasetEvaluator):
             write_label_csv(os.path.join(self._output_dir, "prompt_seg_per_label.csv"), rows)
         return {"prompt_seg": summarize(rows)}
 
-    def _ground_truth(self, file_name: str, slice_index: Optional[int]
+    def _ground_truth(self, file_name: str, slice_index: Optional[int],
+                      input_spacing: Optional[Tuple[float, float, float]]
                       ) -> Tuple[np.ndarray, Tuple[float, ...], bool]:
-        """The npz's ``gts`` (or its slice), its spacing in array-axis order (in-plane for a
+        """The npz's ``gts`` (or its slice), the spacing in array-axis order (in-plane for a
         slice, (1, 1) px for a 2D image) and whether it comes from a volume; the last file read
         is kept."""
         if self._loaded[0] != file_name:
-            self._loaded = (file_name, _read_gts(file_name))
+            self._loaded = (file_name, _read_gts(file_name, self._spacing_order))
         gts, spacing = self._loaded[1]
+        if input_spacing is not None and gts.ndim == 3:
+            spacing = tuple(float(s) for s in input_spacing)
         if gts.ndim == 2:
             if slice_index is not None:
                 raise ValueError(f"'{file_name}': 'gts' is 2D {gts.shape}, but the input has "
@@ -204,8 +219,9 @@ def contour_overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.n
     return canvas
 
 
-def _read_gts(file_name: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
-    """(``gts``, spacing) of an npz; a volume's spacing must hold 3 values (z, y, x)."""
+def _read_gts(file_name: str, spacing_order: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
+    """(``gts``, spacing in the array's (z, y, x) order) of an npz whose stored ``spacing``
+    (3 values, needed for a volume) is in ``spacing_order``."""
     if not os.path.isfile(file_name):
         raise ValueError(f"'{file_name}': the npz with the ground truth does not exist.")
     with np.load(file_name) as npz:
@@ -217,8 +233,8 @@ def _read_gts(file_name: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
     if gts.ndim == 3:
         if spacing is None or np.asarray(spacing).size != 3:
             raise ValueError(f"'{file_name}': a 3D 'gts' {gts.shape} needs 'spacing' (3 values in "
-                             "the arrays' (z, y, x) axis order, mm); add it to the npz.")
-        return gts, tuple(float(s) for s in np.asarray(spacing).reshape(3))
+                             "mm, the challenge's (x, y, z) order); add it to the npz.")
+        return gts, spacing_in_array_order(spacing, spacing_order)
     return gts, (1.0, 1.0)
 
 

@@ -21,7 +21,9 @@ Definitions, for one case (a 2D image, a 3D volume or one slice of it) with inte
   and the test values are also derived by hand. With ``use_subvoxels=False`` MONAI counts edge
   pixels instead, which is not the challenge's definition.
 - **Spacing** is given in the arrays' axis order (a (D, H, W) volume takes (z, y, x) spacing),
-  tau in the same unit: 2 mm for 3D (the npz ``spacing``), 2 px for 2D (unit spacing).
+  tau in the same unit: 2 mm for 3D, 2 px for 2D (unit spacing). The challenge's npz files store
+  ``spacing`` in SimpleITK's (x, y, z) order, and its script applied it to (z, y, x) arrays
+  unreversed; :func:`spacing_in_array_order` reverses it.
 - **2D NSD**: ``planar_nsd="contour"`` (default) measures the 2D contour. The challenge's script
   scored 2D images as one-slice volumes (``planar_nsd="slab"``): the surface then includes both
   flat faces, so NSD rewards area overlap as well (the 3-px-shifted square: 0.9367 as a slab,
@@ -33,15 +35,17 @@ Definitions, for one case (a 2D image, a 3D volume or one slice of it) with inte
 """
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["CaseScores", "PLANAR_NSD_MODES", "case_scores", "dsc_per_label", "merge_box_masks",
-           "nsd_per_label"]
+__all__ = ["CaseScores", "PLANAR_NSD_MODES", "SPACING_ORDERS", "case_scores", "dsc_per_label",
+           "merge_box_masks", "nsd_per_label", "spacing_in_array_order"]
 
 PLANAR_NSD_MODES = ("contour", "slab")
+# "xyz": SimpleITK's order, the reverse of the (D, H, W) arrays (the challenge's files); "zyx"
+SPACING_ORDERS = ("xyz", "zyx")
 _MAX_LABEL = np.iinfo(np.uint16).max
 
 
@@ -104,6 +108,24 @@ def merge_box_masks(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -
     for index in np.lexsort((-np.arange(len(scores)), scores)):
         merged[masks[index].astype(bool)] = labels[index]
     return merged
+
+
+def spacing_in_array_order(stored: Sequence[float], spacing_order: str) -> Tuple[float, ...]:
+    """A volume's stored ``spacing`` (3 values, mm) in its arrays' (z, y, x) axis order.
+
+    Args:
+        stored: the npz's ``spacing``.
+        spacing_order: "xyz" (stored as SimpleITK's ``GetSpacing()``, the challenge's files:
+            reversed here) or "zyx" (stored in the array's order).
+    Raises:
+        ValueError: not 3 positive finite values, or an unknown ``spacing_order``.
+    """
+    if spacing_order not in SPACING_ORDERS:
+        raise ValueError(f"spacing_order must be one of {SPACING_ORDERS}, got {spacing_order!r}.")
+    values = np.asarray(stored, dtype=np.float64).reshape(-1)
+    if values.size != 3 or not (np.isfinite(values).all() and (values > 0).all()):
+        raise ValueError(f"spacing {values.tolist()} must hold 3 positive values in mm.")
+    return tuple(float(v) for v in (values[::-1] if spacing_order == "xyz" else values))
 
 
 def dsc_per_label(gt: np.ndarray, pred: np.ndarray, labels: Sequence[int]) -> np.ndarray:
