@@ -98,6 +98,7 @@ def test_challenge_rules_as_options(folders):
     ("3DBox_CT_0566.npz", "CT"), ("3DBox_MR_1.npz", "MR"), ("2DBox_Mammo_3.npz", "Mammography"),
     ("2DBox_Microscope_2.npz", "Microscopy"), ("2DBox_Ultrasound_1.npz", "US"),
     ("Dermoscopy_ISIC_1.npz", "Dermoscopy"), ("2DBox_Photo_1.npz", None),
+    ("2DBox_OCT_4.npz", "OCT"), ("CTA_1.npz", None), ("MRI_brain_2.npz", "MR"),
 ])
 def test_modality_from_the_file_name_prefix(name, modality):
     assert _tool().modality_from_name(name) == modality

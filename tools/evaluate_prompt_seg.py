@@ -38,13 +38,14 @@ from vertspine.utils.file_io import write_json
 
 logger = logging.getLogger("vertspine.evaluate_prompt_seg")
 
-# File-name prefixes of the challenge's modalities (after an optional 2DBox_/3DBox_), in order.
-# TODO(promptseg-data): use the shared modality routing of vertspine.data.prompt_seg once merged.
-_MODALITY_PATTERNS = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in [
-    ("CT", r"CT"), ("MR", r"MR"), ("PET", r"PET"), ("XRay", r"(X-?Ray|CXR|XR)"),
-    ("US", r"(US|Ultra)"), ("Fundus", r"Fundus"), ("Endoscopy", r"Endoscop"),
-    ("Dermoscopy", r"Dermoscop"), ("Microscopy", r"Microscop"), ("Mammography", r"Mamm"),
-    ("OCT", r"OCT")]]
+# The modality token that starts a challenge file name (after an optional 2DBox_/3DBox_), as a
+# whole token. TODO(lead): use vertspine.data.prompt_seg's modality_from_name once merged.
+_MODALITY_PATTERNS = [(name, re.compile(rf"(?:{pattern})(?![A-Za-z])", re.IGNORECASE))
+                      for name, pattern in [
+    ("CT", r"CT"), ("MR", r"MRI?"), ("PET", r"PET"), ("XRay", r"X-?Ray|CXR|XR"),
+    ("US", r"US|Ultra(?:sound)?"), ("Fundus", r"Fundus"), ("Endoscopy", r"Endoscop(?:y|e)"),
+    ("Dermoscopy", r"Dermoscop(?:y|e)"), ("Microscopy", r"Microscop(?:y|e)"),
+    ("Mammography", r"Mammo(?:graphy)?|Mamm"), ("OCT", r"OCT")]]
 
 
 def modality_from_name(file_name: str) -> Optional[str]:
