@@ -61,7 +61,7 @@ class PromptSegEvaluator(DatasetEvaluator):
         Args:
             dataset_name: the dataset evaluated (named in the log).
             tolerance_2d: NSD tolerance in px for 2D images.
-            tolerance_3d: NSD tolerance in mm for slices of 3D volumes.
+            tolerance_3d: NSD tolerance in mm for 3D volumes and their slices.
             planar_nsd: "contour" or "slab" (:func:`~.prompt_seg_metrics.case_scores`).
             gate_dsc: NSD is 0 for a case whose mean DSC (0-1) is not above it; None = off.
             num_overlays: overlay PNGs each process writes (needs ``output_dir``).

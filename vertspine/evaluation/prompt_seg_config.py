@@ -18,7 +18,7 @@ def add_prompt_seg_eval_config(cfg: CN) -> CN:
     cfg.TEST.PROMPT_SEG = node = CN()
     # NSD tolerance in px for 2D images (the challenge's 2).
     node.NSD_TOLERANCE_2D = 2.0
-    # NSD tolerance in mm for slices of 3D volumes, with the npz's in-plane spacing (challenge: 2).
+    # NSD tolerance in mm for 3D volumes and their slices, with the voxel spacing (challenge: 2).
     node.NSD_TOLERANCE_3D = 2.0
     # NSD of 2D images: "contour" (the 2D boundary) or "slab" (a one-slice volume whose flat
     # faces count as surface: the challenge's script, only to compare with its leaderboard).
@@ -26,6 +26,6 @@ def add_prompt_seg_eval_config(cfg: CN) -> CN:
     # A case whose mean DSC (0-1) is not above this gets NSD 0 (the challenge's 0.2); < 0 = off.
     node.GATE_DSC = -1.0
     # PNG overlays (ground-truth contours green, prediction red) of the first cases each process
-    # evaluates, written to OUTPUT_DIR/<inference folder>/prompt_seg_overlays; 0 = none.
+    # evaluates, written to OUTPUT_DIR/inference/<dataset>/prompt_seg_overlays; 0 = none.
     node.NUM_OVERLAYS = 4
     return cfg
