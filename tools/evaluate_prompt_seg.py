@@ -21,7 +21,6 @@ volume without spacing) are reported, left out, and make the exit status 1. Writ
 import argparse
 import logging
 import os
-import re
 import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 import vertspine  # noqa: F401  (first: detectron2 without compiled ops)
+from vertspine.data.prompt_seg.modality import modality_from_name
 from vertspine.evaluation.prompt_seg_metrics import (PLANAR_NSD_MODES, SPACING_ORDERS,
                                                      case_scores, spacing_in_array_order)
 from vertspine.evaluation.prompt_seg_report import (case_row, modality_table, summarize,
@@ -37,22 +37,6 @@ from vertspine.evaluation.prompt_seg_report import (case_row, modality_table, su
 from vertspine.utils.file_io import write_json
 
 logger = logging.getLogger("vertspine.evaluate_prompt_seg")
-
-# The modality token that starts a challenge file name (after an optional 2DBox_/3DBox_), as a
-# whole token. TODO(lead): use vertspine.data.prompt_seg's modality_from_name once merged.
-_MODALITY_PATTERNS = [(name, re.compile(rf"(?:{pattern})(?![A-Za-z])", re.IGNORECASE))
-                      for name, pattern in [
-    ("CT", r"CT"), ("MR", r"MRI?"), ("PET", r"PET"), ("XRay", r"X-?Ray|CXR|XR"),
-    ("US", r"US|Ultra(?:sound)?"), ("Fundus", r"Fundus"), ("Endoscopy", r"Endoscop(?:y|e)"),
-    ("Dermoscopy", r"Dermoscop(?:y|e)"), ("Microscopy", r"Microscop(?:y|e)"),
-    ("Mammography", r"Mammo(?:graphy)?|Mamm"), ("OCT", r"OCT")]]
-
-
-def modality_from_name(file_name: str) -> Optional[str]:
-    """The modality named by a challenge file name's prefix, None when no pattern matches."""
-    stem = re.sub(r"^[23]DBox_", "", os.path.basename(file_name), flags=re.IGNORECASE)
-    return next((name for name, pattern in _MODALITY_PATTERNS if pattern.match(stem)), None)
-
 
 def score_case(gt_path: str, pred_path: Optional[str], settings: Dict) -> Dict:
     """One report row for a case (its ``note`` says why it is missing or unscorable)."""
