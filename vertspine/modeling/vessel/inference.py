@@ -10,6 +10,8 @@ One pipeline for ``train_net.py --eval-only`` (:class:`~.meta_arch.VesselSegment
    TARGET_SPACING)`` voxels per axis (``s`` alone without ``TARGET_SPACING``; no resampling when
    the size is unchanged), flipped, put through the sliding window, flipped back and its logits
    resampled (trilinear) onto the input grid;
+   (with ``AUTOCAST_BF16`` the network runs under ``torch.autocast`` bfloat16; MONAI blends
+   the windows into buffers of the input's float32, and the views are merged in float32);
 2. the views' logits are averaged (vesselFM's "mean" merging), then ``p = sigmoid(logit)``;
 3. ``mask = p >= THRESHOLD`` (the voxel at exactly the threshold is vessel);
 4. with ``MIN_COMPONENT_SIZE`` > 0, 26-connected components of the mask with fewer voxels are
@@ -82,7 +84,8 @@ class VesselInference:
     @configurable
     def __init__(self, *, threshold: float = 0.5, min_component_size: int = 0,
                  target_spacing: Sequence[float] = (),
-                 flips: Sequence[Sequence[int]] = (), scales: Sequence[float] = (1.0,)):
+                 flips: Sequence[Sequence[int]] = (), scales: Sequence[float] = (1.0,),
+                 autocast_bf16: bool = False):
         """
         Args:
             threshold: probability at and above which a voxel is vessel, in [0, 1].
@@ -90,6 +93,7 @@ class VesselInference:
             target_spacing: mm per array axis the network sees (3 values), or empty.
             flips: test-time flips, each the array axes (0..2) flipped together.
             scales: test-time zoom factors (> 0); (1.0,) without test-time zoom.
+            autocast_bf16: run ``window`` under ``torch.autocast`` bfloat16.
         Raises:
             ValueError: a setting out of range, naming its ``MODEL.VESSEL.INFERENCE`` key.
         """
@@ -113,6 +117,7 @@ class VesselInference:
         self.target_spacing = tuple(float(s) for s in target_spacing)
         self.flips = [()] + [tuple(int(a) for a in flip) for flip in flips]
         self.scales = tuple(float(s) for s in scales)
+        self.autocast_bf16 = bool(autocast_bf16)
 
     @classmethod
     def from_config(cls, cfg):
@@ -123,6 +128,7 @@ class VesselInference:
             "target_spacing": node.TARGET_SPACING,
             "flips": node.TTA.FLIPS,
             "scales": node.TTA.SCALES,
+            "autocast_bf16": node.AUTOCAST_BF16,
         }
 
     def logits(self, window: WindowLogits, image: Tensor,
@@ -146,7 +152,9 @@ class VesselInference:
         for scale in self.scales:
             view = _resample(image, view_size(shape, scale, spacing, self.target_spacing))
             for flip in self.flips:
-                logits = window(view.flip(flip) if flip else view)
+                with torch.autocast(image.device.type, torch.bfloat16,
+                                    enabled=self.autocast_bf16):
+                    logits = window(view.flip(flip) if flip else view).float()
                 logits = _resample(logits.flip(flip) if flip else logits, shape)
                 total = logits if total is None else total + logits
         return total / (len(self.scales) * len(self.flips))
