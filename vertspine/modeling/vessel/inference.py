@@ -115,7 +115,8 @@ class VesselInference:
         self.threshold = float(threshold)
         self.min_component_size = int(min_component_size)
         self.target_spacing = tuple(float(s) for s in target_spacing)
-        self.flips = [()] + [tuple(int(a) for a in flip) for flip in flips]
+        # tensor dims of [C, X, Y, Z] flipped per view: array axis a is dim a + 1
+        self.flip_dims = [()] + [tuple(int(a) + 1 for a in flip) for flip in flips]
         self.scales = tuple(float(s) for s in scales)
         self.autocast_bf16 = bool(autocast_bf16)
 
@@ -151,13 +152,13 @@ class VesselInference:
         total = None
         for scale in self.scales:
             view = _resample(image, view_size(shape, scale, spacing, self.target_spacing))
-            for flip in self.flips:
+            for flip in self.flip_dims:
                 with torch.autocast(image.device.type, torch.bfloat16,
                                     enabled=self.autocast_bf16):
                     logits = window(view.flip(flip) if flip else view).float()
                 logits = _resample(logits.flip(flip) if flip else logits, shape)
                 total = logits if total is None else total + logits
-        return total / (len(self.scales) * len(self.flips))
+        return total / (len(self.scales) * len(self.flip_dims))
 
     def mask(self, probability: Tensor) -> Tensor:
         """Steps 3-4: [X, Y, Z] probabilities -> uint8 [X, Y, Z] mask (1 vessel), on the CPU."""
