@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from skimage.morphology import remove_small_objects
 
@@ -155,3 +156,38 @@ def test_training_is_the_segmentors():
 def test_bad_settings_name_their_key(overrides, message):
     with pytest.raises(ValueError, match=message):
         build_model(_cfg(*overrides))
+
+
+def test_eval_only_path_evaluates_a_volume_dataset_with_the_same_inference(tmp_path):
+    """train_net.py --eval-only's steps (build, load weights, Trainer.test) on a registered
+    NIfTI volume dataset: the evaluator's Dice is the Dice of the model's vessel_mask."""
+    from ct_volume import write_ct_volume
+    from vertspine.data import register_volume_cases, unregister_dataset
+    from vertspine.data.volume_mapper import VolumeMapper
+    from vertspine.engine import Trainer, load_evaluation_weights
+
+    image, label = write_ct_volume(str(tmp_path), "ct0")
+    register_volume_cases("_vessel_ct_test", [(image, label)], class_names=["vessel"])
+    try:
+        cfg = _cfg("DATASETS.TEST", "('_vessel_ct_test',)", "OUTPUT_DIR", str(tmp_path / "out"),
+                   "INPUT.VOLUME.ORIENTATION", "", "INPUT.VOLUME.INTENSITY.MODE", "percentiles",
+                   "INPUT.VOLUME.INTENSITY.PERCENTILES", "(1.0, 99.0)",
+                   "MODEL.VESSEL.INFERENCE.THRESHOLD", "0.45")
+        torch.manual_seed(0)
+        weights = str(tmp_path / "w.pth")
+        torch.save({"model": build_model(cfg).state_dict()}, weights)
+        cfg.MODEL.WEIGHTS = weights
+        model = Trainer.build_model(cfg)
+        load_evaluation_weights(model, cfg, resume=False)
+        results = Trainer.test(cfg, model)
+        record = DatasetCatalog.get("_vessel_ct_test")[0]
+        data = VolumeMapper(cfg, is_train=False)(record)
+        with torch.no_grad():
+            output = model.eval()([data])[0]
+    finally:
+        unregister_dataset("_vessel_ct_test")
+    probability = output["sem_seg"][1]
+    mask, truth = probability.numpy() > 0.5, data["sem_seg"].numpy() == 1  # argmax of [1-p, p]
+    dice = 200.0 * (mask & truth).sum() / (mask.sum() + truth.sum())
+    assert 0 < dice < 100 and results["sem_seg"]["Dice"] == pytest.approx(dice, abs=1e-6)
+    assert torch.equal(output["vessel_mask"], (probability >= 0.45).to(torch.uint8))
