@@ -9,9 +9,9 @@ One pipeline for ``train_net.py --eval-only`` (:class:`~.meta_arch.VesselSegment
    volume is resampled (trilinear, ``align_corners=False``) to ``round(side * s * spacing /
    TARGET_SPACING)`` voxels per axis (``s`` alone without ``TARGET_SPACING``; no resampling when
    the size is unchanged), flipped, put through the sliding window, flipped back and its logits
-   resampled (trilinear) onto the input grid;
-   (with ``AUTOCAST_BF16`` the network runs under ``torch.autocast`` bfloat16; MONAI blends
-   the windows into buffers of the input's float32, and the views are merged in float32);
+   resampled (trilinear) onto the input grid. With ``AUTOCAST_BF16`` the network runs under
+   ``torch.autocast`` bfloat16; MONAI blends the windows into buffers of the input's dtype
+   (float32), and the views are merged in float32;
 2. the views' logits are averaged (vesselFM's "mean" merging), then ``p = sigmoid(logit)``;
 3. ``mask = p >= THRESHOLD`` (the voxel at exactly the threshold is vessel);
 4. with ``MIN_COMPONENT_SIZE`` > 0, 26-connected components of the mask with fewer voxels are
