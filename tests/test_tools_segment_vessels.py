@@ -52,7 +52,7 @@ def _oblique_affine():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Config, saved random weights, and an input folder: 3 good cases and 4 bad ones."""
+    """Config, saved random weights, and an input folder: 4 good cases and 4 bad ones."""
     root = tmp_path_factory.mktemp("vessels")
     config = root / "vessel_tiny.yaml"
     config.write_text(CONFIG)
@@ -78,6 +78,8 @@ def setup(tmp_path_factory):
     qform_only.header.set_sform(np.eye(4), code=0)
     nib.save(qform_only, str(inputs / "b_qform.nii"))
     np.save(inputs / "c_array.npy", rng.random((16, 16, 16)).astype(np.float32))
+    (inputs / "h_case").mkdir()  # vesselFM's <case>/img.npy layout
+    np.save(inputs / "h_case" / "img.npy", rng.random((16, 16, 20)).astype(np.float32))
 
     nib.save(nib.Nifti1Image(np.zeros((16, 16, 16), np.float32), np.eye(4)),
              str(inputs / "d_zero.nii.gz"))
@@ -100,31 +102,32 @@ def test_folder_end_to_end(setup, caplog):
                                "--spacing", "0.5", "0.6", "2.0", "--save-probabilities"])
     assert status == 1  # bad cases were skipped
     assert sorted(os.listdir(output)) == sorted(
-        f"{stem}_vessel_{kind}.nii.gz" for stem in ("a_oblique", "b_qform", "c_array")
+        f"{stem}_vessel_{kind}.nii.gz" for stem in ("a_oblique", "b_qform", "c_array", "h_case")
         for kind in ("mask", "prob"))
     log = caplog.text
-    assert "Model loaded in" in log and "[3/7] c_array.npy: 16x16x16 voxels" in log
+    assert "Model loaded in" in log and "[3/8] c_array.npy: 16x16x16 voxels" in log
     for name, reason in (("d_zero", "every voxel is 0.0"), ("e_nan", "1 NaN or infinite voxels"),
                          ("f_2d", "a 2D image of shape (16, 16)"),
                          ("g_truncated", "not a readable NIfTI file")):
-        assert f"skipped {setup['inputs'] / name}.nii.gz: " in log and reason in log
-    assert "4 of 7 cases skipped" in log
+        assert f"skipped: {setup['inputs'] / name}.nii.gz: {reason}" in log
+    assert "4 of 8 cases skipped" in log and "[8/8] img.npy: 16x16x20 voxels" in log
 
     model = build_model(setup["cfg"])
     model.load_state_dict(torch.load(setup["weights"])["model"])
     model.eval()
     mapper = VolumeMapper(setup["cfg"], is_train=False)
-    for stem, ending in (("a_oblique", ".nii.gz"), ("b_qform", ".nii"), ("c_array", ".npy")):
+    for stem, ending in (("a_oblique", ".nii.gz"), ("b_qform", ".nii"), ("c_array", ".npy"),
+                         ("h_case", "/img.npy")):
         source = str(setup["inputs"] / f"{stem}{ending}")
         mask = nib.load(str(output / f"{stem}_vessel_mask.nii.gz"))
         probability = nib.load(str(output / f"{stem}_vessel_prob.nii.gz"))
         array, meta = read_volume(source, **({"spacing": (0.5, 0.6, 2.0)}
-                                             if ending == ".npy" else {}))
+                                             if ending.endswith(".npy") else {}))
         for written in (mask, probability):
             assert written.shape == array.shape
             np.testing.assert_allclose(written.affine, meta.affine, atol=1e-6)
         assert mask.get_data_dtype() == np.uint8 and probability.get_data_dtype() == np.float32
-        if ending == ".npy":
+        if ending.endswith(".npy"):
             np.testing.assert_allclose(mask.affine, np.diag([0.5, 0.6, 2.0, 1.0]))
             assert int(mask.header["sform_code"]) == int(mask.header["qform_code"]) == 1
         else:
@@ -169,3 +172,13 @@ def test_wrong_architecture_checkpoint_and_settings_are_errors(setup, tmp_path):
     with pytest.raises(ValueError, match="needs \"VesselSegmentor\""):
         tool.main([*base, "MODEL.META_ARCHITECTURE", "Segmentor"])
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_volumes_with_the_same_output_names_are_refused(tmp_path):
+    for name in ("scan.nii", "scan.nii.gz"):
+        nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / name))
+    with pytest.raises(ValueError, match=r"several volumes are named \['scan'\]"):
+        _tool().list_cases(str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no .nii.gz, .nii, .npy file"):
+        _tool().list_cases(str(tmp_path / "empty"))

@@ -15,7 +15,8 @@ The volume goes through the config's test mapping (``VolumeMapper``: ``INPUT.VOL
 scaling, ``ORIENTATION`` if set, mapped back afterwards) and the model's inference
 (:class:`vertspine.modeling.vessel.VesselInference`: ``MODEL.SEGMENTOR.SLIDING_WINDOW``,
 ``MODEL.VESSEL.INFERENCE``). A folder is processed case by case (its ``.nii``, ``.nii.gz`` and
-``.npy`` files, sorted); a case that cannot be read, is 2D, holds NaN/infinite voxels or is
+``.npy`` files and vesselFM's ``<case>/img.npy``, written as ``<case>_vessel_mask.nii.gz``,
+sorted); a case that cannot be read, is 2D, holds NaN/infinite voxels or is
 constant (e.g. all zero) is skipped with its reason logged, nothing written for it, and the exit
 status is 1. Model loading and each case are timed separately.
 """
@@ -41,6 +42,7 @@ from vertspine.utils.file_io import write_nifti
 logger = logging.getLogger("vertspine.segment_vessels")
 
 ENDINGS = (".nii.gz", ".nii", ".npy")
+VESSELFM_IMAGE = "img.npy"  # vesselFM's <split>/<case>/img.npy layout: the case is the folder
 
 
 class BadVolumeError(ValueError):
@@ -48,25 +50,41 @@ class BadVolumeError(ValueError):
 
 
 def list_cases(path: str) -> List[str]:
-    """``path`` itself, or the volumes (:data:`ENDINGS`) in the folder ``path``, sorted.
+    """``path`` itself, or the volumes of the folder ``path``, sorted: its :data:`ENDINGS` files
+    and vesselFM's ``<case>/img.npy`` files.
 
     Raises:
         FileNotFoundError: ``path`` does not exist, or the folder holds no volume.
+        ValueError: two volumes of the folder would write the same output names.
     """
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
         raise FileNotFoundError(f"--input {path!r} is neither a file nor a folder.")
-    cases = sorted(os.path.join(path, name) for name in os.listdir(path)
-                   if name.lower().endswith(ENDINGS) and os.path.isfile(os.path.join(path, name)))
+    cases = []
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if os.path.isfile(full) and name.lower().endswith(ENDINGS):
+            cases.append(full)
+        elif os.path.isfile(os.path.join(full, VESSELFM_IMAGE)):
+            cases.append(os.path.join(full, VESSELFM_IMAGE))
     if not cases:
-        raise FileNotFoundError(f"--input folder {path!r} holds no {', '.join(ENDINGS)} file.")
+        raise FileNotFoundError(f"--input folder {path!r} holds no {', '.join(ENDINGS)} file "
+                                f"and no <case>/{VESSELFM_IMAGE}.")
+    stems = [case_stem(case) for case in cases]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise ValueError(f"--input folder {path!r}: several volumes are named {repeated} "
+                         "(e.g. scan.nii and scan.nii.gz), so their outputs would overwrite each "
+                         "other; rename or move one of them.")
     return cases
 
 
 def case_stem(path: str) -> str:
-    """``scan.nii.gz`` -> ``scan``."""
+    """``scan.nii.gz`` -> ``scan``; vesselFM's ``case_7/img.npy`` -> ``case_7``."""
     name = os.path.basename(path)
+    if name == VESSELFM_IMAGE:
+        return os.path.basename(os.path.dirname(os.path.abspath(path)))
     for ending in ENDINGS:
         if name.lower().endswith(ending):
             return name[:-len(ending)]
@@ -184,7 +202,7 @@ def main(argv=None) -> int:
             mask, probability, affine = segment_case(model, mapper, path, args.spacing)
         except (ImageReadError, BadVolumeError) as e:
             skipped.append(path)
-            logger.error("[%d/%d] skipped %s: %s", index, len(cases), path, e)
+            logger.error("[%d/%d] skipped: %s", index, len(cases), e)
             continue
         written = write_case(path, args.output, mask,
                              probability if args.save_probabilities else None, affine)
