@@ -94,3 +94,31 @@ def test_file_sha256_equals_hashlib(tmp_path):
     data = os.urandom(3 << 20)
     (tmp_path / "w.bin").write_bytes(data)
     assert file_sha256(str(tmp_path / "w.bin")) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("image_class", [nib.Nifti1Image, nib.Nifti2Image])
+def test_write_nifti_keeps_an_input_header(tmp_path, image_class):
+    """A mask written with its input's header: qform/sform and their codes, units, description
+    and NIfTI version kept; dtype the mask's; the input's intensity scaling not applied to it."""
+    qform = np.array([[0, 0, -2.5, 90.0], [-0.7, 0, 0, 60.0], [0, 0.9, 0, -40.0], [0, 0, 0, 1]])
+    sform = qform.copy()
+    sform[:3, 3] += 0.25
+    source = image_class(np.random.default_rng(0).random((4, 5, 3)).astype(np.float32), None)
+    source.header.set_qform(qform, code=1)
+    source.header.set_sform(sform, code=4)
+    source.header.set_xyzt_units("mm", "msec")
+    source.header["descrip"] = b"input"
+    source.header.set_slope_inter(2.0, -1.0)
+    source = image_class.from_bytes(source.to_bytes())  # as read from a file
+    mask = (np.arange(60).reshape(4, 5, 3) % 2).astype(np.uint8)
+    path = str(tmp_path / "mask.nii.gz")
+    write_nifti(path, mask, source.affine, header=source.header)
+    written = nib.load(path)
+    assert type(written) is image_class and written.get_data_dtype() == np.uint8
+    assert np.array_equal(np.asanyarray(written.dataobj), mask)
+    np.testing.assert_allclose(written.affine, sform)
+    np.testing.assert_allclose(written.header.get_qform(), qform, atol=1e-6)
+    for key in ("qform_code", "sform_code", "xyzt_units", "descrip", "pixdim"):
+        assert np.array_equal(written.header[key], source.header[key]), key
+    with pytest.raises(ValueError, match="is not the header's"):
+        write_nifti(path, mask, qform, header=source.header)

@@ -106,16 +106,23 @@ def write_npz(path: str, arrays: Mapping[str, np.ndarray], *, compressed: bool =
         save(f, **{name: np.asarray(value) for name, value in arrays.items()})
 
 
-def write_nifti(path: str, array: np.ndarray, affine: np.ndarray) -> None:
-    """Write a volume as NIfTI-1 (``.nii`` or ``.nii.gz``, gzip chosen by the ending), atomically.
+def write_nifti(path: str, array: np.ndarray, affine: np.ndarray, *, header: Any = None) -> None:
+    """Write a volume as NIfTI (``.nii`` or ``.nii.gz``, gzip chosen by the ending), atomically.
 
     Args:
         path: the target, ending in ``.nii`` or ``.nii.gz``.
         array: the voxels in the affine's index order ([X, Y, Z] for an ``i, j, k`` affine).
-        affine: [4, 4] voxel index -> world (RAS+ millimetres), as nibabel's ``img.affine``;
-            written as both the sform and the qform, so spacing and orientation survive.
+        affine: [4, 4] voxel index -> world (RAS+ millimetres), as nibabel's ``img.affine``.
+            Without ``header`` it is written as both the sform and the qform (code 1), so
+            spacing and orientation survive.
+        header: optional nibabel ``Nifti1Header``/``Nifti2Header`` of the volume the array was
+            computed from (a prediction's input): it is kept as it is (its qform and sform with
+            their codes, units, description; NIfTI-2 stays NIfTI-2), except the data type and
+            shape, which are the array's, and the intensity scaling, which is reset. ``affine``
+            must then be the header's (``img.affine``).
     Raises:
-        ValueError: ``path`` has another ending, or ``affine`` is not 4x4 and finite.
+        ValueError: ``path`` has another ending, ``affine`` is not 4x4 and finite, or it
+            differs from the header's.
     """
     import nibabel as nib
 
@@ -124,9 +131,21 @@ def write_nifti(path: str, array: np.ndarray, affine: np.ndarray) -> None:
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise ValueError(f"{path}: the affine must be a finite 4x4 matrix, got {affine.shape}.")
-    image = nib.Nifti1Image(np.asarray(array), affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
+    array = np.asarray(array)
+    if header is None:
+        image = nib.Nifti1Image(array, affine)
+        image.set_qform(affine, code=1)
+        image.set_sform(affine, code=1)
+    else:
+        if not np.allclose(header.get_best_affine(), affine, atol=1e-5):
+            raise ValueError(f"{path}: the affine {affine.round(4).tolist()} is not the "
+                             f"header's {header.get_best_affine().round(4).tolist()}; pass the "
+                             "affine of the image the header came from (img.affine).")
+        header = header.copy()
+        header.set_data_dtype(array.dtype)
+        header.set_slope_inter(None, None)
+        image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+        image = image_class(array, affine, header)
     data = image.to_bytes()
     if path.endswith(".gz"):
         import gzip

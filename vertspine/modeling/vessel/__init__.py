@@ -3,3 +3,13 @@ inference with test-time augmentation and post-processing, vesselFM's weight fil
 
 Importing this package registers the family's modules (see each module's docstring).
 """
+from .inference import VesselInference, remove_small_components
+from .inference_config import add_vessel_inference_config
+from .meta_arch import VesselSegmentor  # registers "VesselSegmentor"
+
+__all__ = [
+    "VesselInference",
+    "VesselSegmentor",
+    "add_vessel_inference_config",
+    "remove_small_components",
+]
