@@ -8,9 +8,14 @@ from detectron2.modeling import build_model
 
 from conftest import REPO_ROOT
 from vertspine.config import get_vertspine_cfg
+from vertspine.layers.sam import SamSize
 
 INSTANT = os.path.join(REPO_ROOT, "configs/quick_schedules/litemedsam_tinyvit_phantom_2d_instant_test.yaml")
-TINY_SAM_VIT = [  # SAM ViT encoder of width 32, depth 2, patch 4 at 32 px: 8 x 8 embedding
+# SAM ViT of width 32, depth 2 (block 1 global, block 0 in 4 x 4 windows), patch 4: at 32 px an
+# 8 x 8 embedding. TINY_SAM_VIT sets the same sizes through MODEL.PROMPT_SEG.SAM_VIT_B.
+TINY_SAM_SIZE = SamSize(encoder_dim=32, encoder_depth=2, encoder_heads=2, global_attn_indexes=(1,),
+                        window_size=4, use_rel_pos=True, patch_size=4)
+TINY_SAM_VIT = [
     "MODEL.PROMPT_SEG.ENCODER", "sam_vit_b", "MODEL.PROMPT_SEG.SAM_VIT_B.EMBED_DIM", "32",
     "MODEL.PROMPT_SEG.SAM_VIT_B.DEPTH", "2", "MODEL.PROMPT_SEG.SAM_VIT_B.NUM_HEADS", "2",
     "MODEL.PROMPT_SEG.SAM_VIT_B.GLOBAL_ATTN_INDEXES", "[1]",

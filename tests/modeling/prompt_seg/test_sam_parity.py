@@ -3,12 +3,10 @@ state dict, gives ``Sam.forward(multimask_output=False)``'s IoU predictions, log
 the same inputs, for several images with different box counts decoded in one batch."""
 import torch
 
-from prompt_seg_test_utils import TINY_SAM_VIT, tiny_model
-from vertspine.layers.sam import SamSize, build_sam
+from prompt_seg_test_utils import TINY_SAM_SIZE, TINY_SAM_VIT, tiny_model
+from vertspine.layers.sam import build_sam
 from vertspine.modeling.prompt_seg import load_prompt_seg_checkpoint
 
-SIZE = SamSize(encoder_dim=32, encoder_depth=2, encoder_heads=2, global_attn_indexes=(1,),
-               window_size=4, use_rel_pos=True, patch_size=4)
 # (original (H, W), resized (h, w) with the longest side at 32 px, boxes in the 32 px frame)
 CASES = [((40, 64), (20, 32), [[1.5, 2.0, 14.0, 12.5], [16.0, 4.0, 31.0, 19.0],
                                 [0.0, 0.0, 32.0, 20.0]]),
@@ -16,7 +14,7 @@ CASES = [((40, 64), (20, 32), [[1.5, 2.0, 14.0, 12.5], [16.0, 4.0, 31.0, 19.0],
 
 
 def test_masks_logits_and_iou_equal_segment_anything_sam():
-    sam = build_sam(SIZE, 32, seed=1)
+    sam = build_sam(TINY_SAM_SIZE, 32, seed=1)
     for p in sam.parameters():  # move the zero-initialised relative positions and biases
         p.data.add_(torch.randn_like(p) * 0.02)
     model = tiny_model(*TINY_SAM_VIT).eval()

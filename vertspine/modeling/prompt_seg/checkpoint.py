@@ -58,8 +58,10 @@ def load_prompt_seg_checkpoint(model: nn.Module, source: StateDictSource, *, str
         source: a checkpoint file or an already loaded checkpoint / state dict.
         strict: raise, before anything is copied, when the image encoders differ or any key is
             skipped (shape differs), missing or unexpected. Without it the keys that fit load
-            (e.g. only the prompt encoder and mask decoder of another encoder's file, as DAFT
-            merges LiteMedSAM's into its EfficientViT model) and the report says the rest.
+            and the report says the rest; a file of another image encoder gives only its
+            prompt encoder and mask decoder (as DAFT merges LiteMedSAM's into its EfficientViT
+            model), its ``image_encoder.*`` keys reported unexpected even where names agree
+            (SAM's and TinyViT's necks share theirs).
         trust_pickle: read a file that needs full unpickling (only files you trust).
     Returns:
         The report (keys in the model's names), also logged.
@@ -80,5 +82,8 @@ def load_prompt_seg_checkpoint(model: nn.Module, source: StateDictSource, *, str
         raise ValueError(f"{where} holds a {found} image encoder; the model's is {built}. Set "
                          "MODEL.PROMPT_SEG.ENCODER to the file's encoder, or load it with "
                          "strict=False to take only the parts that fit.")
-    report, load = match_state_dict(model, state, f"{where} ({found})")
+    foreign = [] if found == built else sorted(k for k in state if k.startswith(_PARTS[0]))
+    report, load = match_state_dict(model, {k: v for k, v in state.items() if k not in foreign},
+                                    f"{where} ({found})")
+    report.unexpected += foreign  # another encoder's keys: none loads, even where names agree
     return finish_loading(report, strict, [load])
