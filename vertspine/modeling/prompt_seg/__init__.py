@@ -5,10 +5,10 @@ Importing this package registers the family's modules: the ``MODEL.PROMPT_SEG`` 
 (:mod:`.config`), the encoders ``tiny_vit`` and ``sam_vit_b`` (:mod:`.encoders`) and the
 ``PromptSegmentor`` meta-architecture (:mod:`.meta_arch`).
 """
-from . import config  # noqa: F401  (registers MODEL.PROMPT_SEG)
 from .checkpoint import ENCODER_LAYOUTS, encoder_layout, load_prompt_seg_checkpoint
+from .config import add_prompt_seg_config
 from .decoding import decode_boxes, postprocess_logits, upsample_logits
-from . import encoders  # noqa: F401  (registers the encoders "sam_vit_b" and "tiny_vit")
+from .encoders import sam_vit_b, tiny_vit
 from .loss import PromptSegLoss, mask_iou
 from .meta_arch import PromptSegmentor, build_prompt_seg_encoder
 from .registry import PROMPT_SEG_ENCODER_REGISTRY, PromptSegEncoder
@@ -21,12 +21,15 @@ __all__ = [
     "PromptSegLoss",
     "PromptSegmentor",
     "TinyViT",
+    "add_prompt_seg_config",
     "build_prompt_seg_encoder",
     "decode_boxes",
     "encoder_layout",
     "load_prompt_seg_checkpoint",
     "mask_iou",
     "postprocess_logits",
+    "sam_vit_b",
+    "tiny_vit",
     "tiny_vit_embedding_size",
     "upsample_logits",
 ]
