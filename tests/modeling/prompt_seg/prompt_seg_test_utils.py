@@ -10,7 +10,8 @@ from conftest import REPO_ROOT
 from vertspine.config import get_vertspine_cfg
 from vertspine.layers.sam import SamSize
 
-INSTANT = os.path.join(REPO_ROOT, "configs/quick_schedules/litemedsam_tinyvit_phantom_2d_instant_test.yaml")
+INSTANT = os.path.join(REPO_ROOT, "configs/quick_schedules",
+                       "litemedsam_tinyvit_phantom_2d_instant_test.yaml")
 # SAM ViT of width 32, depth 2 (block 1 global, block 0 in 4 x 4 windows), patch 4: at 32 px an
 # 8 x 8 embedding. TINY_SAM_VIT sets the same sizes through MODEL.PROMPT_SEG.SAM_VIT_B.
 TINY_SAM_SIZE = SamSize(encoder_dim=32, encoder_depth=2, encoder_heads=2, global_attn_indexes=(1,),

@@ -15,7 +15,11 @@ from prompt_seg_test_utils import (
 )
 from vertspine.engine.checkpoint import AtomicDetectionCheckpointer
 from vertspine.layers.sam import build_sam, build_sam_mask_decoder, build_sam_prompt_encoder
-from vertspine.modeling.prompt_seg import encoder_layout, load_prompt_seg_checkpoint
+from vertspine.modeling.prompt_seg import (
+    PromptSegmentor,
+    encoder_layout,
+    load_prompt_seg_checkpoint,
+)
 
 
 def _lite_medsam_file(path, seed=0):
@@ -108,3 +112,17 @@ def test_another_models_file_is_refused(tmp_path):
 def test_encoder_layout_names():
     assert encoder_layout({"image_encoder.foo.weight": torch.zeros(1)}) == \
         "another encoder (image_encoder.foo.weight)"
+
+
+def test_full_size_medsam_model_has_sam_vit_b_keys_and_shapes():
+    """The MedSAM config's model (not run: built on the meta device) has the keys and shapes of
+    segment_anything's vit_b, i.e. of medsam_vit_b.pth."""
+    from segment_anything import sam_model_registry
+
+    cfg = tiny_cfg("MODEL.PROMPT_SEG.ENCODER", "sam_vit_b", "INPUT.PROMPT_SEG.IMAGE_SIZE", "1024")
+    with torch.device("meta"):
+        ours = PromptSegmentor(cfg)
+        theirs = sam_model_registry["vit_b"]()
+    shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in theirs.state_dict().items()}
+    assert shapes["image_encoder.pos_embed"] == (1, 64, 64, 768)

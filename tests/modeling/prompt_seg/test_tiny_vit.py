@@ -67,8 +67,10 @@ def test_mbconv_equals_timm():
 
 @pytest.mark.parametrize("overrides, message", [
     (["MODEL.PROMPT_SEG.TINY_VIT.DEPTHS", "[1, 1, 1]"], "one entry per stage"),
-    (["MODEL.PROMPT_SEG.TINY_VIT.NUM_HEADS", "[1, 3, 2, 2]"], "EMBED_DIMS[1] 16 is not divisible"),
-    (["INPUT.PROMPT_SEG.IMAGE_SIZE", "30"], "INPUT.PROMPT_SEG.IMAGE_SIZE 30 is not a multiple of 4"),
+    (["MODEL.PROMPT_SEG.TINY_VIT.NUM_HEADS", "[1, 3, 2, 2]"],
+     "EMBED_DIMS[1] 16 is not divisible"),
+    (["INPUT.PROMPT_SEG.IMAGE_SIZE", "30"],
+     "INPUT.PROMPT_SEG.IMAGE_SIZE 30 is not a multiple of 4"),
     (["MODEL.PROMPT_SEG.ENCODER", "vit_huge"], "MODEL.PROMPT_SEG.ENCODER 'vit_huge' is not"),
 ])
 def test_bad_sizes_name_the_key(overrides, message):

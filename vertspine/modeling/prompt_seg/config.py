@@ -41,8 +41,9 @@ def add_prompt_seg_config(cfg: CN) -> CN:
     node.DICE_WEIGHT = 1.0
     node.BCE_WEIGHT = 1.0
     node.IOU_WEIGHT = 1.0
-    # Boxes decoded together at inference (bounds the memory of images with many boxes).
-    node.BOX_CHUNK = 64
+    # Boxes decoded together at inference: bounds the memory of images with many boxes (each
+    # box holds its own copy of the [256, E, E] embedding and a [32, 4E, 4E] upscaled map).
+    node.BOX_CHUNK = 16
 
     # SAM ViT image encoder (MedSAM: ViT-B at S = 1024, 64 x 64 embedding); the defaults are
     # ViT-B's, smaller values give the tiny encoders of the tests.

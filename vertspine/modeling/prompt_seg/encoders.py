@@ -28,7 +28,8 @@ def sam_vit_b(cfg) -> PromptSegEncoder:
     embedding), its sizes from ``MODEL.PROMPT_SEG.SAM_VIT_B``; the neck gives 256 channels."""
     node, image_size = cfg.MODEL.PROMPT_SEG.SAM_VIT_B, cfg.INPUT.PROMPT_SEG.IMAGE_SIZE
     size = SamSize(encoder_dim=node.EMBED_DIM, encoder_depth=node.DEPTH,
-                   encoder_heads=node.NUM_HEADS, global_attn_indexes=tuple(node.GLOBAL_ATTN_INDEXES),
+                   encoder_heads=node.NUM_HEADS,
+                   global_attn_indexes=tuple(node.GLOBAL_ATTN_INDEXES),
                    window_size=node.WINDOW_SIZE, use_rel_pos=node.USE_REL_POS,
                    patch_size=node.PATCH_SIZE, prompt_dim=EMBED_CHANNELS)
     names = {"image_size": _SIZE_KEY, "patch_size": _SAM + "PATCH_SIZE",

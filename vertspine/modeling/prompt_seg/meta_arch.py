@@ -63,7 +63,7 @@ class PromptSegmentor(nn.Module):
     @configurable
     def __init__(self, *, image_encoder: nn.Module, prompt_encoder: nn.Module,
                  mask_decoder: nn.Module, image_size: int, loss: nn.Module,
-                 freeze_prompt_encoder: bool = False, box_chunk: int = 64):
+                 freeze_prompt_encoder: bool = False, box_chunk: int = 16):
         """
         Args:
             image_encoder: [N, 3, S, S] -> [N, 256, E, E].
@@ -110,7 +110,8 @@ class PromptSegmentor(nn.Module):
         """[N, 3, S, S] preprocessed images -> [N, 256, E, E] image embeddings."""
         return self.image_encoder(images)
 
-    def decode(self, embeddings: Tensor, boxes: Tensor, image_index: Tensor) -> Tuple[Tensor, Tensor]:
+    def decode(self, embeddings: Tensor, boxes: Tensor,
+               image_index: Tensor) -> Tuple[Tensor, Tensor]:
         """[M, 4E, 4E] mask logits and [M] predicted IoU of boxes [M, 4] (S x S frame) on the
         images ``image_index`` [M] of ``embeddings``; see :func:`.decoding.decode_boxes`."""
         return decode_boxes(self.prompt_encoder, self.mask_decoder, embeddings, boxes, image_index)
