@@ -65,6 +65,25 @@ def test_mbconv_equals_timm():
     torch.testing.assert_close(ours(x), theirs(x.clone()), atol=1e-5, rtol=1e-5)
 
 
+def test_gradient_checkpointing_changes_nothing_but_memory():
+    """Same loss, gradients and BatchNorm statistics with and without recomputing the blocks."""
+    results = []
+    for grad_checkpoint in (False, True):
+        torch.manual_seed(0)
+        encoder = TinyViT(embed_dims=[8, 16, 24], depths=[2, 1, 1], num_heads=[1, 2, 2],
+                          window_sizes=[4, 4, 4], grad_checkpoint=grad_checkpoint).train()
+        x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        encoder(x).square().mean().backward()
+        results.append((encoder.state_dict(),
+                        {n: p.grad for n, p in encoder.named_parameters()}))
+    (state, grads), (state_ckpt, grads_ckpt) = results
+    assert state["layers.0.blocks.0.conv1.bn.num_batches_tracked"].item() == 1
+    for key in state:
+        torch.testing.assert_close(state_ckpt[key], state[key], atol=1e-6, rtol=1e-5)
+    for name in grads:
+        torch.testing.assert_close(grads_ckpt[name], grads[name], atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["MODEL.PROMPT_SEG.TINY_VIT.DEPTHS", "[1, 1, 1]"], "one entry per stage"),
     (["MODEL.PROMPT_SEG.TINY_VIT.NUM_HEADS", "[1, 3, 2, 2]"],

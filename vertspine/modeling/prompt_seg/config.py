@@ -80,4 +80,7 @@ def add_prompt_seg_config(cfg: CN) -> CN:
     node.TINY_VIT.LOCAL_CONV_SIZE = 3
     # Stochastic depth, rising linearly over the blocks to this rate (LiteMedSAM: 0).
     node.TINY_VIT.DROP_PATH_RATE = 0.0
+    # Recompute each block in the backward pass instead of storing its activations (training
+    # memory; the original's use_checkpoint, off in LiteMedSAM).
+    node.TINY_VIT.GRAD_CHECKPOINT = False
     return cfg

@@ -66,6 +66,6 @@ def tiny_vit(cfg) -> PromptSegEncoder:
                      num_heads=list(node.NUM_HEADS), window_sizes=list(node.WINDOW_SIZES),
                      mlp_ratio=node.MLP_RATIO, mbconv_expand_ratio=node.MBCONV_EXPAND_RATIO,
                      local_conv_size=node.LOCAL_CONV_SIZE, drop_path_rate=node.DROP_PATH_RATE,
-                     out_chans=EMBED_CHANNELS)
+                     grad_checkpoint=node.GRAD_CHECKPOINT, out_chans=EMBED_CHANNELS)
     embedding = tiny_vit_embedding_size(image_size, len(node.EMBED_DIMS))
     return PromptSegEncoder(module, image_size, embedding, "minmax")

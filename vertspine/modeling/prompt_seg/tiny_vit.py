@@ -17,10 +17,14 @@ timm's TinyViT classifier has a stride-4 patch embedding and other key names (``
 names and computation and are used here. timm and segment_anything are imported when a module
 is built.
 """
-from typing import Optional, Sequence
+from contextlib import contextmanager, nullcontext
+from functools import partial
+from typing import Iterator, Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["TinyViT", "tiny_vit_embedding_size"]
 
@@ -128,17 +132,52 @@ class TinyViTBlock(nn.Module):
         return tokens.transpose(1, 2).reshape(n, c, h, w)
 
 
-class TinyViTStage(nn.Module):
-    """``blocks`` (MBConv or TinyViTBlock), then an optional ``downsample`` (PatchMerging)."""
+@contextmanager
+def _batchnorm_statistics_kept(module: nn.Module) -> Iterator[None]:
+    """Restore the BatchNorm running statistics of ``module`` on exit, also when torch stops a
+    recomputation early with an exception: the recomputation of a checkpointed block must not
+    update them a second time."""
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
+             for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, values in zip(norms, saved):
+                for buffer, value in zip((m.running_mean, m.running_var, m.num_batches_tracked),
+                                         values):
+                    buffer.copy_(value)
 
-    def __init__(self, blocks: Sequence[nn.Module], downsample: Optional[nn.Module] = None):
+
+def _checkpoint_contexts(block: nn.Module):
+    """(forward context, recomputation context) of a checkpointed block."""
+    return nullcontext(), _batchnorm_statistics_kept(block)
+
+
+class TinyViTStage(nn.Module):
+    """``blocks`` (MBConv or TinyViTBlock), then an optional ``downsample`` (PatchMerging).
+
+    With ``grad_checkpoint`` (the original's ``use_checkpoint``), training keeps only each
+    block's input and recomputes the block in the backward pass (non-reentrant
+    ``torch.utils.checkpoint``; the recomputation leaves the BatchNorm statistics as the forward
+    pass set them).
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module], downsample: Optional[nn.Module] = None,
+                 grad_checkpoint: bool = False):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
+        self.grad_checkpoint = grad_checkpoint
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks:
-            x = block(x)
+            if self.grad_checkpoint and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False,
+                               context_fn=partial(_checkpoint_contexts, block))
+            else:
+                x = block(x)
         return x if self.downsample is None else self.downsample(x)
 
 
@@ -160,6 +199,8 @@ class TinyViT(nn.Module):
         mbconv_expand_ratio: MBConv hidden width / width (4).
         local_conv_size: depthwise kernel between attention and MLP (3).
         drop_path_rate: stochastic depth, linear over the blocks from 0 to this rate.
+        grad_checkpoint: recompute each block in the backward pass instead of keeping its
+            activations (less training memory, about one more forward pass of time).
         in_chans: input channels (3).
         out_chans: embedding width (256: SAM's prompt encoder and mask decoder).
     """
@@ -167,7 +208,8 @@ class TinyViT(nn.Module):
     def __init__(self, *, embed_dims: Sequence[int], depths: Sequence[int],
                  num_heads: Sequence[int], window_sizes: Sequence[int], mlp_ratio: float = 4.0,
                  mbconv_expand_ratio: float = 4.0, local_conv_size: int = 3,
-                 drop_path_rate: float = 0.0, in_chans: int = 3, out_chans: int = 256):
+                 drop_path_rate: float = 0.0, grad_checkpoint: bool = False, in_chans: int = 3,
+                 out_chans: int = 256):
         super().__init__()
         from segment_anything.modeling.common import LayerNorm2d
 
@@ -187,7 +229,7 @@ class TinyViT(nn.Module):
             if i < num_stages - 1:
                 stride = 1 if i == num_stages - 2 else 2
                 downsample = PatchMerging(dim, embed_dims[i + 1], stride)
-            self.layers.append(TinyViTStage(blocks, downsample))
+            self.layers.append(TinyViTStage(blocks, downsample, grad_checkpoint))
         self.apply(_init_weights)
         self.neck = nn.Sequential(
             nn.Conv2d(embed_dims[-1], out_chans, kernel_size=1, bias=False),
