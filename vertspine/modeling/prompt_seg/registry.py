@@ -25,8 +25,9 @@ class PromptSegEncoder(NamedTuple):
         module: [N, 3, S, S] -> [N, 256, E, E].
         input_size: S, the padded square side in pixels.
         embedding_size: E, the embedding's side.
-        pixel_scaling: "minmax" (each image scaled to [0, 1], LiteMedSAM/DAFT) or "sam"
-            (0-255 normalised with SAM's pixel mean and std, MedSAM).
+        pixel_scaling: "minmax" (each image scaled to [0, 1]: LiteMedSAM, DAFT, and MedSAM,
+            whose MedSAM_Inference.py feeds min-max scaled images to its ViT-B) or "sam"
+            (0-255 normalised with SAM's pixel mean and std: SAM's own weights).
     """
 
     module: nn.Module
