@@ -90,12 +90,14 @@ def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) ->
 
 
 def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) -> DatasetEvaluator:
-    """The evaluator registered under the dataset's ``evaluator_type`` metadata.
+    """The evaluator registered under ``TEST.EVALUATOR_TYPE`` when set, else under the
+    dataset's ``evaluator_type`` metadata.
 
     Raises:
         ValueError: the dataset has no ``evaluator_type``, or it names no registered evaluator.
     """
-    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    evaluator_type = cfg.TEST.EVALUATOR_TYPE or \
+        MetadataCatalog.get(dataset_name).get("evaluator_type", None)
     if evaluator_type is None:
         raise ValueError(
             f"Dataset '{dataset_name}' has no 'evaluator_type' metadata; set it when registering "
