@@ -59,6 +59,7 @@ class EmbeddingMSEEvaluator(DatasetEvaluator):
 
 
 @register_evaluator("embedding_mse")
-def build_embedding_mse_evaluator(cfg, dataset_name: str, output_folder: str) -> EmbeddingMSEEvaluator:
+def build_embedding_mse_evaluator(cfg, dataset_name: str,
+                                  output_folder: str) -> EmbeddingMSEEvaluator:
     """The "embedding_mse" evaluator (nothing is written to ``output_folder``)."""
     return EmbeddingMSEEvaluator()

@@ -1,7 +1,8 @@
 """Helpers of the EfficientViT-SAM and distillation tests: configs and the official fixtures.
 
 ``data/efficientvit_sam_l0_keys.txt`` and ``data/efficientvit_sam_tiny_official.pt`` were made
-with the official code (mit-han-lab/efficientvit@3ecf6f86) by ``data/make_efficientvit_fixtures.py``:
+with the official code (mit-han-lab/efficientvit@3ecf6f86) by
+``data/make_efficientvit_fixtures.py``:
 the key and shape of every tensor of ``create_sam_model("l0")``, and a tiny official image
 encoder (widths [8, 8, 8, 16, 32], depths 1, neck 16 wide and 1 deep, norm eps 1e-6, random
 weights and BatchNorm statistics, stored in float16) with its output on a seeded 256 px input.

@@ -157,7 +157,8 @@ def test_daft_folder_loads_every_modality_model(tmp_path):
         encoder = _tiny()
         assert load_efficientvit_sam_weights(encoder, models[name]).report.complete
         weight = encoder.state_dict()["neck.proj.weight"]
-        expected = official_tiny()["image_encoder"]["image_encoder.neck.output_ops.0.op_list.0.conv.weight"]
+        expected = official_tiny()["image_encoder"][
+            "image_encoder.neck.output_ops.0.op_list.0.conv.weight"]
         torch.testing.assert_close(weight, expected + offset)
 
 

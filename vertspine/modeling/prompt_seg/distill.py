@@ -94,7 +94,8 @@ class PromptSegDistiller(nn.Module):
         self.teacher._apply(fn)
         return self
 
-    def forward(self, batched_inputs: List[Mapping]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+    def forward(self, batched_inputs: List[Mapping]
+                ) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
         """
         Args:
             batched_inputs: mapper dicts with ``image`` float [3, S, S] (preprocessed).
@@ -165,11 +166,12 @@ def load_teacher_weights(teacher: nn.Module, path: str) -> CheckpointReport:
     if len(complete) != 1:
         closest = min(lacking, key=lambda p: len(lacking[p])) if lacking else None
         found = (f"closest prefix {closest!r} lacks or has other shapes for "
-                 f"{lacking[closest][:5]}" if closest is not None else f"no key ends with {first!r}")
+                 f"{lacking[closest][:5]}" if closest is not None
+                 else f"no key ends with {first!r}")
         what = "several prefixes hold" if complete else "no prefix holds"
-        raise ValueError(f"{path}: {what} every key of the teacher "
-                         f"(MODEL.PROMPT_SEG.DISTILL.TEACHER_ENCODER) with its shape ({complete or found}). "
-                         "Give a checkpoint of that encoder.")
+        raise ValueError(f"{path}: {what} every key of the teacher (MODEL.PROMPT_SEG.DISTILL."
+                         f"TEACHER_ENCODER) with its shape ({complete or found}). Give a "
+                         "checkpoint of that encoder.")
     prefix = complete[0]
     teacher.load_state_dict({key: state[prefix + key] for key in own})
     report = CheckpointReport(loaded=list(own), title=f"Teacher weights from {path} "

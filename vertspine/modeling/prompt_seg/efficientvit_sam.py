@@ -195,7 +195,8 @@ class EfficientViTSamEncoder(nn.Module):
 def build_efficientvit_sam_encoder(cfg, variant: str) -> PromptSegEncoder:
     """The encoder ``variant`` ("l0" or "tiny") at ``INPUT.PROMPT_SEG.IMAGE_SIZE``, with the
     weights of ``MODEL.PROMPT_SEG.EFFICIENTVIT.WEIGHTS`` when set (an official ``l0.pt``, a DAFT
-    checkpoint or a bare encoder state dict; :func:`.efficientvit_weights.load_efficientvit_sam_weights`).
+    checkpoint, a distiller's or a bare encoder state dict:
+    :func:`.efficientvit_weights.load_efficientvit_sam_weights`).
 
     Raises:
         ValueError: the image size is not a positive multiple of 32 (the backbone's stride).

@@ -12,7 +12,7 @@ Layouts read by :func:`load_efficientvit_sam_weights` (through the shared
   segment-anything's and are returned, not loaded (the meta-architecture's SAM loader takes
   them);
 - a :class:`~.distill.PromptSegDistiller` checkpoint: the student under ``student.`` in this
-  package's own layout;
+  package's own layout (its raw weights, the ``model`` entry, not ``model_ema``);
 - a bare encoder state dict, official (``backbone.stages.0.op_list.0.conv.weight``) or ours.
 
 DAFT's checkpoint folder (``models/`` of automl/CVPR24-MedSAM-on-Laptop) holds one whole-model
@@ -177,9 +177,9 @@ def load_daft_checkpoints(folder: str, names: Sequence[str] = DAFT_MODEL_NAMES
     for file_name in files:
         path = os.path.join(folder, file_name)
         state = read_state_dict(path)
-        parts = {part: [key for key in state if key.startswith(part)] for part in _WHOLE_MODEL_PARTS}
         stray = [key for key in state if not key.startswith(_WHOLE_MODEL_PARTS)]
-        absent = [part for part, keys in parts.items() if not keys]
+        absent = [part for part in _WHOLE_MODEL_PARTS
+                  if not any(key.startswith(part) for key in state)]
         if absent or stray:
             raise ValueError(f"{path} is not a whole EfficientViT-SAM model: missing parts "
                              f"{absent}, other keys {stray[:5]}{' ...' if len(stray) > 5 else ''}.")
