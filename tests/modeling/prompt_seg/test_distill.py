@@ -157,3 +157,7 @@ def test_evaluation_averages_the_per_image_mse():
     assert result["RMSE"] == pytest.approx(float(direct.mean()) ** 0.5, rel=1e-5)
     with pytest.raises(KeyError, match="has no 'embedding_mse'"):
         evaluator.process(inputs[:1], [{"prompt_seg": {}}])
+    cfg.TEST.EVALUATOR_TYPE = "embedding_mse_typo"
+    with pytest.raises(ValueError, match="TEST.EVALUATOR_TYPE is 'embedding_mse_typo', which is "
+                                         "not registered; known: .*embedding_mse"):
+        build_evaluator(cfg, "any_dataset", "")
