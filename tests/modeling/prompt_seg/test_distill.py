@@ -1,10 +1,14 @@
 """PromptSegDistiller: the loss, training, the frozen teacher kept out of EMA and checkpoints."""
+import itertools
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 
 from efficientvit_fixtures import prompt_seg_cfg, single_torch_thread
+from vertspine.engine import Trainer
 from vertspine.engine.checkpoint import AtomicDetectionCheckpointer
 from vertspine.engine.ema import build_model_ema
 from vertspine.evaluation import build_evaluator
@@ -161,3 +165,45 @@ def test_evaluation_averages_the_per_image_mse():
     with pytest.raises(ValueError, match="TEST.EVALUATOR_TYPE is 'embedding_mse_typo', which is "
                                          "not registered; known: .*embedding_mse"):
         build_evaluator(cfg, "any_dataset", "")
+
+
+class _FeedTrainer(Trainer):
+    """The vertspine Trainer fed mapper-format inputs directly (no dataset or mapper needed)."""
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return itertools.cycle([_inputs(2, seed=0), _inputs(2, seed=1)])
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return [_inputs(1, seed=10 + i) for i in range(3)]
+
+
+def test_trainer_trains_with_ema_and_evaluates_embedding_mse(tmp_path):
+    cfg = prompt_seg_cfg(SIZE)
+    cfg.merge_from_list([
+        "MODEL.META_ARCHITECTURE", "PromptSegDistiller",
+        "MODEL.PROMPT_SEG.EFFICIENTVIT.EMBEDDING_SIZE", EMBEDDING,
+        "MODEL.PROMPT_SEG.DISTILL.TEACHER_ENCODER", "efficientvit_sam_tiny",
+        "MODEL_EMA.ENABLED", True, "MODEL_EMA.DECAY", 0.5,
+        "SOLVER.OPTIMIZER", "ADAMW", "SOLVER.IMS_PER_BATCH", 2, "SOLVER.BASE_LR", 1e-3,
+        "SOLVER.MAX_ITER", 2, "SOLVER.WARMUP_ITERS", 0, "SOLVER.STEPS", (),
+        "SOLVER.CHECKPOINT_PERIOD", 100, "DATASETS.TEST", ("distill_val",),
+        "TEST.EVALUATOR_TYPE", "embedding_mse", "TEST.EVAL_PERIOD", 0, "VERTSPINE.LOG_PERIOD", 1,
+        "OUTPUT_DIR", str(tmp_path)])
+    trainer = _FeedTrainer(cfg)
+    trainer.train()
+    with open(tmp_path / "inference" / "evaluation_results.json") as f:
+        mse = json.load(f)["results"]["embedding_mse"]["MSE"]  # one dataset: unwrapped
+    averaged = trainer.model_ema.module.eval()  # the evaluations use the weight average
+    with torch.no_grad():
+        direct = [float(averaged(batch)[0]["embedding_mse"]) for batch in
+                  _FeedTrainer.build_test_loader(cfg, "distill_val")]
+    assert mse == pytest.approx(sum(direct) / 3, rel=1e-5)
+    saved = torch.load(tmp_path / "model_final.pth", weights_only=False)
+    assert all(k.startswith("student.") for k in saved["model"])
+    assert all(k.startswith(("module.student.", "n_averaged")) for k in saved["model_ema"])
+    with open(tmp_path / "metrics.json") as f:
+        logged = [json.loads(line) for line in f if line.strip()]
+    assert [m["iteration"] for m in logged if "total_loss" in m] == [0, 1]  # = loss_distill
+    assert [m["embedding_mse/MSE"] for m in logged if "embedding_mse/MSE" in m] == [mse]
