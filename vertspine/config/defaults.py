@@ -78,6 +78,9 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.TEST.BEST_CHECKPOINT_METRIC = ""
     # "max" when larger is better (AP), "min" when smaller is better (a loss).
     cfg.TEST.BEST_CHECKPOINT_MODE = "max"
+    # Evaluator of every DATASETS.TEST, by its registered name ("" = each dataset's own
+    # evaluator_type), for a model whose outputs that one does not read (a distiller: "embedding_mse").
+    cfg.TEST.EVALUATOR_TYPE = ""
     # Iterations between validation-loss measurements on DATASETS.TEST[0] (0 = off).
     cfg.TEST.VAL_LOSS_PERIOD = 0
     # Batches of that dataset averaged for one validation-loss measurement.

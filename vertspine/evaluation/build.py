@@ -90,12 +90,16 @@ def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) ->
 
 
 def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) -> DatasetEvaluator:
-    """The evaluator registered under the dataset's ``evaluator_type`` metadata.
+    """The evaluator registered under ``TEST.EVALUATOR_TYPE`` when set, else under the
+    dataset's ``evaluator_type`` metadata.
 
     Raises:
-        ValueError: the dataset has no ``evaluator_type``, or it names no registered evaluator.
+        ValueError: the dataset has no ``evaluator_type``, or the name is not registered.
     """
-    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    evaluator_type = cfg.TEST.EVALUATOR_TYPE or \
+        MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    asked_by = "TEST.EVALUATOR_TYPE is" if cfg.TEST.EVALUATOR_TYPE else \
+        f"Dataset '{dataset_name}' asks for evaluator_type"
     if evaluator_type is None:
         raise ValueError(
             f"Dataset '{dataset_name}' has no 'evaluator_type' metadata; set it when registering "
@@ -103,7 +107,7 @@ def build_evaluator(cfg: CfgNode, dataset_name: str, output_folder: str) -> Data
         )
     if evaluator_type not in _EVALUATOR_BUILDERS:
         raise ValueError(
-            f"Dataset '{dataset_name}' asks for evaluator_type '{evaluator_type}', which is not "
-            f"registered; known: {', '.join(registered_evaluator_types())}."
+            f"{asked_by} '{evaluator_type}', which is not registered; known: "
+            f"{', '.join(registered_evaluator_types())}."
         )
     return _EVALUATOR_BUILDERS[evaluator_type](cfg, dataset_name, output_folder)
