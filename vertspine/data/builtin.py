@@ -23,6 +23,7 @@ from .builtin_classification import register_builtin_classification_datasets
 from .coco_registration import register_coco_dataset, unregister_dataset
 from .datasets_root import datasets_root
 from .phantom_spine_seg import register_phantom_spine_seg
+from .phantom_vessels import register_phantom_vessels
 from .phantom import PhantomConfig, ensure_phantom_dataset, phantom_dataset_paths
 from .builtin_verse import register_verse_datasets
 from .spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
@@ -111,3 +112,4 @@ register_vindr_datasets()
 register_verse_datasets()  # verse19_*/verse20_*: tools/convert_verse.py output, lazy
 register_builtin_classification_datasets()  # image-level views: phantom_abnormal_*, vindr_spinexr_cls_*
 register_phantom_spine_seg(default_phantom_root())  # phantom_spine_seg_{train,val,test}: vertebra masks
+register_phantom_vessels()  # phantom_vessels_{train,val,test,shift_test}: 3D vessel trees, lazy
