@@ -90,14 +90,14 @@ class AppearanceDomain:
 
 TRAIN_APPEARANCE = AppearanceDomain(
     name="train", background=(0.1, 0.4), contrast=(0.35, 0.8), texture_amplitude=(0.0, 0.08),
-    texture_sigma=(1.5, 6.0), max_blobs=6, blob_contrast=(0.2, 0.6), blur=(0.0, 0.9),
-    invert_probability=0.25, bias=(0.0, 0.3), noise=(0.02, 0.11), noise_types=("gaussian",),
+    texture_sigma=(1.5, 6.0), max_blobs=6, blob_contrast=(0.3, 1.0), blur=(0.0, 0.9),
+    invert_probability=0.25, bias=(0.0, 0.3), noise=(0.02, 0.085), noise_types=("gaussian",),
     gain=(0.5, 2.0), offset=(-0.2, 0.2), dtype="float32")
 
 SHIFT_APPEARANCE = AppearanceDomain(
-    name="shift", background=(0.1, 0.4), contrast=(0.22, 0.34), texture_amplitude=(0.09, 0.14),
-    texture_sigma=(1.5, 6.0), max_blobs=6, blob_contrast=(0.2, 0.6), blur=(1.0, 1.4),
-    invert_probability=0.75, bias=(0.35, 0.6), noise=(0.12, 0.16),
+    name="shift", background=(0.1, 0.4), contrast=(0.28, 0.34), texture_amplitude=(0.085, 0.1),
+    texture_sigma=(1.5, 6.0), max_blobs=6, blob_contrast=(0.3, 1.0), blur=(0.95, 1.15),
+    invert_probability=0.75, bias=(0.32, 0.42), noise=(0.09, 0.11),
     noise_types=("rician", "speckle"), gain=(800.0, 2000.0), offset=(-1000.0, -500.0),
     dtype="int16")
 
