@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from scipy import ndimage
+from skimage import measure
 
 import vertspine  # noqa: F401  (makes detectron2 importable)
 from test_image_label_datasets import names  # noqa: F401  (fixture: names unregistered after)
@@ -50,26 +51,32 @@ def test_straight_tube_matches_scipy_distance(spacing):
     axis_mm = np.array([8, 8]) * spacing[1:]
     points = np.stack([np.linspace(0, 19 * spacing[0], 20), np.full(20, axis_mm[0]),
                        np.full(20, axis_mm[1])], axis=1)
-    label = rasterize_tubes([Tube(points, np.full(20, radius), 0)], shape, spacing) >= 0.5
+    occupancy, label = rasterize_tubes([Tube(points, np.full(20, radius), 0)], shape, spacing)
     centre_line = np.ones(shape, bool)
     centre_line[:, 8, 8] = False
     expected = ndimage.distance_transform_edt(centre_line, sampling=spacing) <= radius
     assert np.array_equal(label[4:16], expected[4:16])
     assert label[4:16].sum(axis=(1, 2)).min() >= 9  # a real tube, not a voxel line
+    assert np.all(occupancy[label] > 0.49) and np.all(occupancy[~label] < 0.51)
 
 
 @pytest.mark.parametrize("index", range(3))
 def test_generated_tree_is_one_tube_tree(index):
-    cfg = VesselPhantomConfig(**{**SMALL.to_dict(), "base_size": 48, "max_size": 48})
+    cfg = VesselPhantomConfig(**{**SMALL.to_dict(), "base_size": 48, "max_size": 48,
+                                 "loop_probability": 1.0})
     volume = generate_vessel_volume(cfg, "test", index)
     label, info = volume.label, volume.info
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1}
     assert ndimage.label(label, NEIGHBOURS_26)[1] == 1  # one 26-connected tree
+    padded = np.pad(label, 1)  # Betti numbers as TopCoW/vesselFM compute them
+    beta2 = ndimage.label(1 - padded)[1] - 1  # enclosed background (6-connected)
+    beta1 = 1 + beta2 - measure.euler_number(padded, connectivity=3)
+    assert (beta1, beta2) == (info["num_loops"], 0)  # one independent cycle per loop
     assert 0.002 < label.mean() < 0.08
     fine = min(volume.spacing)
     assert cfg.min_radius * fine == pytest.approx(info["min_radius_mm"])
     assert cfg.root_radius[0] * fine <= info["root_radius_mm"] <= cfg.root_radius[1] * fine
-    assert info["num_branches"] >= 3 and 0 <= info["num_loops"] <= cfg.max_loops
+    assert info["num_branches"] >= 3 and info["num_loops"] == cfg.max_loops == 2
     spacing = np.asarray(volume.spacing)
     assert spacing.max() / spacing.min() <= cfg.max_anisotropy + 1e-9
     np.testing.assert_allclose(np.linalg.norm(volume.affine[:3, :3], axis=0), spacing)

@@ -78,7 +78,7 @@ def generate_vessel_volume(cfg: VesselPhantomConfig, split: str, index: int,
         root_radius=rng.uniform(*cfg.root_radius) * fine, min_radius=cfg.min_radius * fine,
         step=fine, budget_mm3=rng.uniform(*cfg.vessel_fraction) * box_mm3,
         num_loops=int(np.sum(rng.random(cfg.max_loops) < cfg.loop_probability)))
-    tubes, occupancy = grow_vessel_tree(params, shape, spacing, rng)
+    tubes, occupancy, label = grow_vessel_tree(params, shape, spacing, rng)
     domain = domain or APPEARANCE_DOMAINS[SPLIT_DOMAINS[split]]
     appearance_rng = np.random.default_rng(appearance_seed)
     appearance = draw_appearance(domain, appearance_rng)
@@ -90,5 +90,5 @@ def generate_vessel_volume(cfg: VesselPhantomConfig, split: str, index: int,
         "root_radius_mm": params.root_radius, "min_radius_mm": params.min_radius,
         "appearance": appearance,
     }
-    return VesselVolume(image, (occupancy >= 0.5).astype(np.uint8), affine,
+    return VesselVolume(image, label.astype(np.uint8), affine,
                         tuple(float(s) for s in spacing), info)

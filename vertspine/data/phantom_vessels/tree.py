@@ -16,28 +16,20 @@ that enters through a face of the box:
 * loops (anastomoses) join two branches that are neither the same nor parent and child with a
   bent tube (a quadratic Bezier curve), each adding one cycle (Betti-1) to the tree.
 
-Rasterisation (:func:`rasterize_tubes`) takes the union of per-segment tapered capsules: a voxel
-is inside when its centre lies within ``r(t)`` of a segment (``t`` its projection, ``r``
-linear along the segment). The soft occupancy ramps over one fine voxel around that surface,
-so ``occupancy >= 0.5`` is exactly the label.
+Every tube is checked before it is added (:meth:`.raster.TubeGrid.euler_change`): a branch
+is cut before the point where it would close a cycle with the tree (touching another branch,
+or a digital tunnel at a tight junction), a loop must close exactly one. So the label is one
+26-connected component whose Betti-1 equals the number of loops.
 """
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["TreeParams", "Tube", "capsule_windows", "grow_vessel_tree", "rasterize_tubes"]
+from .raster import CLEARANCE, Tube, TubeGrid
 
-
-@dataclass(frozen=True)
-class Tube:
-    """One centre line: points [N, 3] mm and radii [N] mm; ``depth`` 0 for the root, -1 a loop."""
-
-    points: np.ndarray
-    radii: np.ndarray
-    depth: int
-    parent: int = -1  # index of the parent tube in the tree's list, -1 for the root and loops
+__all__ = ["TreeParams", "grow_vessel_tree"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +46,6 @@ class TreeParams:
     length: Tuple[float, float] = (10.0, 24.0)  # branch length, steps
     angles_deg: Tuple[Tuple[float, float], Tuple[float, float]] = ((15, 40), (35, 75))
     max_depth: int = 7  # generations of branches at most
-
-
-CLEARANCE = 2.0  # steps kept free around a branch (26-connected voxels must not touch)
-SEGMENT_STEPS = 2  # centre-line steps per rasterised segment (the lines are smooth)
-_DIAGONALS = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)]) / np.sqrt(3)
-_PROBES = np.concatenate([np.zeros((1, 3)), np.eye(3), -np.eye(3), _DIAGONALS])
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -79,7 +65,7 @@ def _perpendicular(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _walk(start: np.ndarray, direction: np.ndarray, r0: float, length: float, p: TreeParams,
-          grid: "_Grid", own: Tuple[int, ...], family: Tuple[int, ...], rng: np.random.Generator
+          grid: TubeGrid, own: Tuple[int, ...], family: Tuple[int, ...], rng: np.random.Generator
           ) -> Tuple[Tube, bool]:
     """A branch from ``start`` along ``direction``, mirrored at the box walls.
 
@@ -109,50 +95,16 @@ def _walk(start: np.ndarray, direction: np.ndarray, r0: float, length: float, p:
     return Tube(points, radii, depth=0), True
 
 
-class _Grid:
-    """The voxel grid: the soft occupancy of the tubes added so far, and which tube claims each
-    voxel (within its radius + ``CLEARANCE`` steps)."""
-
-    def __init__(self, shape: Sequence[int], spacing: Sequence[float]):
-        self.shape = tuple(int(s) for s in shape)
-        self.spacing = np.asarray(spacing, dtype=np.float64)
-        self.width = float(self.spacing.min())
-        self.extent = (np.asarray(self.shape) - 1) * self.spacing
-        self.owner = np.full(self.shape, -1, np.int32)
-        self.occupancy = np.zeros(self.shape, np.float32)
-
-    def owner_at(self, point: np.ndarray) -> int:
-        index = np.clip(np.round(point / self.spacing).astype(int), 0, np.asarray(self.shape) - 1)
-        return int(self.owner[tuple(index)])
-
-    def is_clear(self, point: np.ndarray, radius: float, allowed: Tuple[int, ...]) -> bool:
-        """Whether a ball of ``radius`` at ``point`` (its centre and 14 surface points) lies in
-        no claim but those of ``allowed``."""
-        index = np.clip(np.round((point + radius * _PROBES) / self.spacing).astype(int), 0,
-                        np.asarray(self.shape) - 1)
-        return bool(np.isin(self.owner[tuple(index.T)], allowed).all())
-
-    def add(self, tube: Tube, index: int) -> None:
-        """Rasterise ``tube`` into the occupancy and claim its zone for ``index``."""
-        clearance = CLEARANCE * self.width
-        for window, t, distance, (r0, r1) in capsule_windows(
-                tube, self.shape, self.spacing, reach=float(tube.radii.max()) + clearance):
-            radius = r0 + t * (r1 - r0)
-            soft = np.clip((radius - distance) / self.width + 0.5, 0.0, 1.0).astype(np.float32)
-            np.maximum(self.occupancy[window], soft, out=self.occupancy[window])
-            zone = self.owner[window]
-            zone[(distance <= radius + clearance) & (zone < 0)] = index
-
-
 def grow_vessel_tree(params: TreeParams, shape: Sequence[int], spacing: Sequence[float],
-                     rng: np.random.Generator) -> Tuple[List[Tube], np.ndarray]:
+                     rng: np.random.Generator) -> Tuple[List[Tube], np.ndarray, np.ndarray]:
     """Grow one tree with loops on the grid ``shape`` x ``spacing`` (box in the module docstring).
 
     Returns:
-        the branches (root first, breadth-first order) followed by the loop tubes, and their
-        soft occupancy (as :func:`rasterize_tubes`).
+        the branches (root first, breadth-first order) followed by the loop tubes, their
+        float32 soft occupancy [*shape] and their bool label [*shape]
+        (:func:`.raster.rasterize_tubes`).
     """
-    grid = _Grid(shape, spacing)
+    grid = TubeGrid(shape, spacing)
     axis, side = int(rng.integers(3)), int(rng.integers(2))
     start = rng.uniform(0.25, 0.75, size=3) * grid.extent
     start[axis] = side * grid.extent[axis]
@@ -170,7 +122,11 @@ def grow_vessel_tree(params: TreeParams, shape: Sequence[int], spacing: Sequence
                                               if parent >= 0 and t.parent == parent)
         tube, complete = _walk(start, direction, radius, length, params, grid, (-1, index),
                                family, rng)
-        tube = Tube(tube.points, tube.radii, depth, parent)
+        walked = Tube(tube.points, tube.radii, depth, parent)
+        tube = walked if index == 0 else _cut_before_cycle(walked, grid)
+        if tube is None:
+            continue
+        complete = complete and len(tube.points) == len(walked.points)
         tubes.append(tube)
         grid.add(tube, index)
         volume += float(np.sum(np.pi * tube.radii[1:] ** 2 * params.step))
@@ -186,13 +142,28 @@ def grow_vessel_tree(params: TreeParams, shape: Sequence[int], spacing: Sequence
             child = _rotate(heading, normal, sign * np.deg2rad(rng.uniform(low, high)))
             child_radius = max(r_end * flow ** (1.0 / 3.0), params.min_radius)
             queue.append((tube.points[-1], child, child_radius, depth + 1, index))
-    return tubes + _loops(tubes, params, grid, rng), grid.occupancy
+    return tubes + _loops(tubes, params, grid, rng), grid.occupancy, grid.label
 
 
-def _loops(tubes: List[Tube], params: TreeParams, grid: _Grid,
+def _cut_before_cycle(tube: Tube, grid: TubeGrid) -> Optional[Tube]:
+    """The longest start of ``tube`` that closes no cycle with the tree (Euler characteristic
+    unchanged), found by bisection; None when even its first segment closes one."""
+    if grid.euler_change(tube) == 0:
+        return tube
+    good, bad = 1, len(tube.points)  # prefix lengths: good closes none (or is one point)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if grid.euler_change(tube.prefix(middle)) == 0:
+            good = middle
+        else:
+            bad = middle
+    return tube.prefix(good) if good >= 2 else None
+
+
+def _loops(tubes: List[Tube], params: TreeParams, grid: TubeGrid,
            rng: np.random.Generator) -> List[Tube]:
     """Up to ``params.num_loops`` bent tubes joining unrelated branches 4-30 steps apart,
-    crossing no third branch's clearance zone."""
+    each closing exactly one cycle."""
     loops: List[Tube] = []
     for _ in range(params.num_loops if len(tubes) > 2 else 0):
         for _attempt in range(50):
@@ -212,52 +183,12 @@ def _loops(tubes: List[Tube], params: TreeParams, grid: _Grid,
             n = max(3, int(np.ceil(1.5 * gap / params.step)))
             t = np.linspace(0.0, 1.0, n)[:, None]
             points = (1 - t) ** 2 * pa + 2 * (1 - t) * t * control + t ** 2 * pb
-            if any(grid.owner_at(point) not in (-1, a, b) for point in points):
+            if not np.isin(grid.owners(points), (-1, a, b)).all():
                 continue
             loop = Tube(points, np.full(n, radius), depth=-1)
+            if grid.euler_change(loop) != -1:  # closes exactly one cycle
+                continue
             grid.add(loop, len(tubes) + len(loops))
             loops.append(loop)
             break
     return loops
-
-
-def capsule_windows(tube: Tube, shape: Sequence[int], spacing: np.ndarray, reach: float
-                    ) -> Iterator[Tuple[Tuple[slice, ...], np.ndarray, np.ndarray,
-                                        Tuple[float, float]]]:
-    """Per segment of ``tube`` (joining every ``SEGMENT_STEPS``-th point): the grid window within ``reach`` mm of it, the projection ``t``
-    in [0, 1] of each voxel centre of the window on the segment, its distance (mm) to the
-    segment's point ``t``, and the segment's end radii (mm)."""
-    ends = list(range(0, len(tube.points) - 1, SEGMENT_STEPS)) + [len(tube.points) - 1]
-    for k, k1 in zip(ends[:-1], ends[1:]):
-        p0, p1 = tube.points[k], tube.points[k1]
-        low = np.maximum(np.floor((np.minimum(p0, p1) - reach) / spacing), 0).astype(int)
-        high = np.minimum(np.ceil((np.maximum(p0, p1) + reach) / spacing) + 1,
-                          shape).astype(int)
-        if np.any(high <= low):
-            continue
-        rel = np.meshgrid(*(np.arange(lo, hi) * s - c for lo, hi, s, c in
-                            zip(low, high, spacing, p0)), indexing="ij", sparse=True)
-        axis = p1 - p0
-        t = np.clip((rel[0] * axis[0] + rel[1] * axis[1] + rel[2] * axis[2])
-                    / max(float(axis @ axis), 1e-12), 0, 1)
-        distance = np.sqrt(sum((r - t * a) ** 2 for r, a in zip(rel, axis)))
-        window = tuple(slice(lo, hi) for lo, hi in zip(low, high))
-        yield window, t, distance, (float(tube.radii[k]), float(tube.radii[k1]))
-
-
-def rasterize_tubes(tubes: Sequence[Tube], shape: Sequence[int], spacing: Sequence[float],
-                    ) -> np.ndarray:
-    """Soft occupancy of the union of the tubes' tapered capsules on the voxel grid.
-
-    Args:
-        tubes: centre lines in mm (this module's frame).
-        shape: the grid's 3 sizes (voxels).
-        spacing: mm per voxel along the 3 axes.
-    Returns:
-        float32 [*shape] in [0, 1]: ``clip((r(t) - distance) / w + 0.5, 0, 1)`` maximised over
-        segments, ``w`` the smallest spacing; ``>= 0.5`` exactly where a voxel centre is inside.
-    """
-    grid = _Grid(shape, spacing)
-    for index, tube in enumerate(tubes):
-        grid.add(tube, index)
-    return grid.occupancy
