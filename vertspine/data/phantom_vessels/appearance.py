@@ -95,9 +95,9 @@ TRAIN_APPEARANCE = AppearanceDomain(
     gain=(0.5, 2.0), offset=(-0.2, 0.2), dtype="float32")
 
 SHIFT_APPEARANCE = AppearanceDomain(
-    name="shift", background=(0.1, 0.4), contrast=(0.28, 0.34), texture_amplitude=(0.085, 0.1),
-    texture_sigma=(1.5, 6.0), max_blobs=6, blob_contrast=(0.3, 1.0), blur=(0.95, 1.15),
-    invert_probability=0.75, bias=(0.32, 0.42), noise=(0.09, 0.11),
+    name="shift", background=(0.1, 0.4), contrast=(0.29, 0.34), texture_amplitude=(0.085, 0.1),
+    texture_sigma=(1.5, 6.0), max_blobs=6, blob_contrast=(0.3, 1.0), blur=(0.92, 1.05),
+    invert_probability=0.75, bias=(0.32, 0.4), noise=(0.088, 0.1),
     noise_types=("rician", "speckle"), gain=(800.0, 2000.0), offset=(-1000.0, -500.0),
     dtype="int16")
 

@@ -45,7 +45,7 @@ class TreeParams:
     taper: Tuple[float, float] = (0.8, 1.0)  # end radius / start radius of a branch
     length: Tuple[float, float] = (10.0, 24.0)  # branch length, steps
     angles_deg: Tuple[Tuple[float, float], Tuple[float, float]] = ((15, 40), (35, 75))
-    max_depth: int = 7  # generations of branches at most
+    max_depth: int = 9  # generations of branches at most
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
