@@ -23,30 +23,35 @@ __all__ = ["MANIFEST_NAME", "ensure_generated_folder", "read_manifest"]
 MANIFEST_NAME = "manifest.json"
 
 
-def read_manifest(folder: str) -> Optional[Dict[str, Any]]:
+def read_manifest(folder: str, manifest_name: str = MANIFEST_NAME) -> Optional[Dict[str, Any]]:
     """The manifest stored in ``folder``, or None when there is none (or it is unreadable)."""
     try:
-        with open(os.path.join(folder, MANIFEST_NAME), encoding="utf-8") as f:
+        with open(os.path.join(folder, manifest_name), encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
 
 
 def ensure_generated_folder(folder: str, manifest: Dict[str, Any],
-                            write_into: Callable[[str], None]) -> bool:
+                            write_into: Callable[[str], None], *,
+                            manifest_name: str = MANIFEST_NAME,
+                            what: str = "generated dataset") -> bool:
     """Make ``folder`` hold what ``write_into`` writes for ``manifest`` (see the module doc).
 
     Args:
         folder: the target folder.
-        manifest: JSON-ready dict identifying the content (compared as it reads back).
+        manifest: JSON-ready dict identifying the content (compared as it reads back); written
+            as compact JSON to ``manifest_name`` in the folder.
         write_into: called with an empty staging folder to fill.
+        manifest_name: the manifest's file name.
+        what: what the folder holds, for the error message.
     Returns:
         whether this call generated the content (False: it was already there).
     Raises:
         FileExistsError: ``folder`` is non-empty and holds no manifest.
     """
     manifest = json.loads(json.dumps(manifest))
-    if read_manifest(folder) == manifest:
+    if read_manifest(folder, manifest_name) == manifest:
         return False
     parent, name = os.path.split(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
@@ -54,14 +59,16 @@ def ensure_generated_folder(folder: str, manifest: Dict[str, Any],
     try:
         os.chmod(staging, 0o755)  # mkdtemp makes it private; the data is not
         write_into(staging)
-        write_json(os.path.join(staging, MANIFEST_NAME), manifest)
-        _publish(staging, folder, manifest)
+        write_json(os.path.join(staging, manifest_name), manifest, indent=None,
+                   separators=(",", ":"))
+        _publish(staging, folder, manifest, manifest_name, what)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return True
 
 
-def _publish(staging: str, folder: str, manifest: Dict[str, Any]) -> None:
+def _publish(staging: str, folder: str, manifest: Dict[str, Any], manifest_name: str,
+             what: str) -> None:
     """Rename ``staging`` onto ``folder``, replacing a stale folder; keep an equal one."""
     while True:
         try:
@@ -70,12 +77,12 @@ def _publish(staging: str, folder: str, manifest: Dict[str, Any]) -> None:
         except OSError as error:
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-        if read_manifest(folder) == manifest:
+        if read_manifest(folder, manifest_name) == manifest:
             return  # another process published the same content first
-        if not os.path.isfile(os.path.join(folder, MANIFEST_NAME)):
+        if not os.path.isfile(os.path.join(folder, manifest_name)):
             raise FileExistsError(
-                f"{folder} exists, is not empty and holds no {MANIFEST_NAME}: it is not generated "
-                "data (or an interrupted run left it). Delete it or pick another root.")
+                f"{folder} exists, is not empty and holds no {manifest_name}: it is not a {what} "
+                "(or an interrupted run left it). Delete it or pick another root.")
         stale = f"{folder}.stale-{uuid.uuid4().hex}"
         try:
             os.rename(folder, stale)
