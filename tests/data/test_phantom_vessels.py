@@ -198,8 +198,8 @@ BAD_INPUTS = {  # case: (image, label, error, message)
     "all_zero": (np.zeros((12, 12, 8), np.float32), None, DatasetValidationError,
                  r"images/c1.nii.gz: every voxel is 0.0 .*re-export the image or remove the case"),
     "truncated": ("truncate", None, ImageReadError,
-                  r"(?s)Dataset 'bad_truncated', case 'c1': .*images/c1.nii.gz: not a readable NIfTI "
-                  r"file .*truncated or corrupt, re-export or re-copy it"),
+                  r"(?s)Dataset 'bad_truncated', case 'c1': .*images/c1.nii.gz: not a readable "
+                  r"NIfTI file .*truncated or corrupt, re-export or re-copy it"),
 }
 
 

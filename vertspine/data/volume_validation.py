@@ -120,9 +120,9 @@ def _check_not_constant(path: str, array: np.ndarray) -> None:
     """DatasetValidationError when every voxel of an image holds the same value."""
     if array.size and array.min() == array.max():
         raise DatasetValidationError(
-            f"{path}: every voxel is {array.flat[0].item()!r} (a blank volume, e.g. a failed export): "
-            "there is nothing to segment and percentile intensity scaling would divide by "
-            "zero; re-export the image or remove the case.")
+            f"{path}: every voxel is {array.flat[0].item()!r} (a blank volume, e.g. a failed "
+            "export): there is nothing to segment and percentile intensity scaling would divide "
+            "by zero; re-export the image or remove the case.")
 
 
 def _check_finite(path: str, array: np.ndarray) -> None:

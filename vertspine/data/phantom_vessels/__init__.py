@@ -38,7 +38,8 @@ from .writer import ensure_vessel_split, vessel_split_paths, write_vessel_split
 __all__ = [
     "APPEARANCE_DOMAINS", "AppearanceDomain", "GENERATOR_VERSION", "NOISE_MODELS",
     "SHIFTED_PARAMETERS", "SHIFT_APPEARANCE", "SPLITS", "SPLIT_DOMAINS", "TRAIN_APPEARANCE",
-    "TreeParams", "Tube", "TubeGrid", "VESSEL_CLASSES", "VESSEL_DATASET_NAMES", "VesselPhantomConfig", "VesselVolume",
+    "TreeParams", "Tube", "TubeGrid", "VESSEL_CLASSES", "VESSEL_DATASET_NAMES",
+    "VesselPhantomConfig", "VesselVolume",
     "default_vessel_root", "draw_appearance", "ensure_vessel_split", "generate_vessel_volume",
     "grow_vessel_tree", "rasterize_tubes", "register_phantom_vessels", "render_volume",
     "vessel_split_paths", "write_vessel_split",

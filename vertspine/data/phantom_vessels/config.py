@@ -35,8 +35,9 @@ class VesselPhantomConfig:
         root_radius: (low, high) radius of the root vessel, in fine voxels.
         min_radius: smallest radius, in fine voxels (at least 0.6 coarse voxels, so thin
             vessels stay 26-connected on the anisotropic grid).
-        vessel_fraction: (low, high) targeted tube volume / box volume (the label's share is
-            a little lower: branches overlap at bifurcations and loops).
+        vessel_fraction: (low, high) tube volume / box volume at which growth stops; growth
+            also stops at 9 branch generations or where branches run out of room, so labels
+            hold about 0.5-3.5% of the voxels (mean about 2%).
         max_loops: most loops (anastomoses) per tree.
         loop_probability: probability of each loop.
     """

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence, Tuple
 
 import numpy as np
-from skimage import measure
 
 __all__ = ["CLEARANCE", "Tube", "TubeGrid", "capsule_windows",
            "rasterize_tubes"]
@@ -101,6 +100,8 @@ class TubeGrid:
         and encloses no cavity, ``-change`` is the number of cycles it closes: 0 for a branch,
         1 for a loop.
         """
+        from skimage.measure import euler_number  # imported here: `import vertspine` stays light
+
         reach = float(tube.radii.max()) + self.width
         low = np.maximum(np.floor((tube.points.min(0) - reach) / self.spacing) - 2, 0)
         high = np.minimum(np.ceil((tube.points.max(0) + reach) / self.spacing) + 3, self.shape)
@@ -111,8 +112,7 @@ class TubeGrid:
         for window, distance, radius in capsule_windows(tube, self.shape, self.spacing, reach):
             after[tuple(slice(w.start - lo, w.stop - lo) for w, lo in zip(window, low))] |= (
                 distance <= radius)
-        return int(measure.euler_number(after, connectivity=3)
-                   - measure.euler_number(before, connectivity=3))
+        return int(euler_number(after, connectivity=3) - euler_number(before, connectivity=3))
 
     def add(self, tube: Tube, index: int) -> None:
         """Rasterise ``tube`` into occupancy and label, and claim its zone for ``index``."""

@@ -14,7 +14,8 @@ that enters through a face of the box:
   siblings excepted near its junction) stops there without children: branches do not cross;
 * growth stops when the tube volume reaches ``budget_mm3`` (or the depth limit);
 * loops (anastomoses) join two branches that are neither the same nor parent and child with a
-  bent tube (a quadratic Bezier curve), each adding one cycle (Betti-1) to the tree.
+  bent tube (a quadratic Bezier curve), each adding one cycle (Betti-1) to the tree; a loop
+  for which 50 random tries find no place is left out.
 
 Every tube is checked before it is added (:meth:`.raster.TubeGrid.euler_change`): a branch
 is cut before the point where it would close a cycle with the tree (touching another branch,
@@ -36,11 +37,11 @@ __all__ = ["TreeParams", "grow_vessel_tree"]
 class TreeParams:
     """Drawn geometry of one tree (units: mm unless stated)."""
 
-    root_radius: float
-    min_radius: float
+    root_radius: float  # radius where the root enters the box
+    min_radius: float  # no branch is thinner
     step: float  # centre-line sampling, the fine voxel size
     budget_mm3: float  # tube volume at which growth stops
-    num_loops: int
+    num_loops: int  # loops to place
     tortuosity: float = 0.18  # rad: std of the per-step direction change
     taper: Tuple[float, float] = (0.8, 1.0)  # end radius / start radius of a branch
     length: Tuple[float, float] = (10.0, 24.0)  # branch length, steps
