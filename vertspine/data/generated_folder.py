@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional
 
 from vertspine.utils.file_io import write_json
 
-__all__ = ["MANIFEST_NAME", "ensure_generated_folder", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "ensure_generated_folder", "publish_folder", "read_manifest"]
 
 MANIFEST_NAME = "manifest.json"
 
@@ -61,15 +61,20 @@ def ensure_generated_folder(folder: str, manifest: Dict[str, Any],
         write_into(staging)
         write_json(os.path.join(staging, manifest_name), manifest, indent=None,
                    separators=(",", ":"))
-        _publish(staging, folder, manifest, manifest_name, what)
+        publish_folder(staging, folder, manifest, manifest_name=manifest_name, what=what)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return True
 
 
-def _publish(staging: str, folder: str, manifest: Dict[str, Any], manifest_name: str,
-             what: str) -> None:
-    """Rename ``staging`` onto ``folder``, replacing a stale folder; keep an equal one."""
+def publish_folder(staging: str, folder: str, manifest: Dict[str, Any], *,
+                   manifest_name: str = MANIFEST_NAME, what: str = "generated dataset") -> None:
+    """Rename ``staging`` (holding its manifest) onto ``folder``, replacing a stale folder;
+    keep an equal one (published by another process first).
+
+    Raises:
+        FileExistsError: ``folder`` is non-empty and holds no manifest.
+    """
     while True:
         try:
             os.rename(staging, folder)
