@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write the vessel phantom splits ahead of use and print what they hold.
 
-    python scripts/generate_phantom_vessels.py                      # all four splits, defaults
+    python scripts/generate_phantom_vessels.py                      # all five splits, defaults
     python scripts/generate_phantom_vessels.py --splits test --num-test 64 --seed 1
 
 Writes under ``--root`` (default ``$VERTSPINE_DATASETS/phantom_vessels``, where the
@@ -75,9 +75,8 @@ def main(argv=None) -> None:
     """Generate (if needed) and summarise the requested splits."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = VesselPhantomConfig(num_train=args.num_train, num_val=args.num_val,
-                              num_test=args.num_test, num_shift_test=args.num_shift_test,
-                              seed=args.seed)
+    cfg = VesselPhantomConfig(seed=args.seed, **{f"num_{split}": getattr(args, f"num_{split}")
+                                                 for split in SPLITS})
     for split in args.splits:
         wall, cpu = time.perf_counter(), time.process_time()
         paths = ensure_vessel_split(args.root, split, cfg)

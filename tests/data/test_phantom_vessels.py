@@ -27,8 +27,9 @@ from vertspine.data.phantom_vessels import (
     register_phantom_vessels,
 )
 
-SMALL = VesselPhantomConfig(num_train=2, num_val=1, num_test=1, num_shift_test=1, base_size=32,
-                            max_size=32, anisotropic_fraction=1.0, oblique_fraction=1.0)
+SMALL = VesselPhantomConfig(num_train=2, num_val=1, num_test=1, num_shift_test=1,
+                            num_shift_train=1, base_size=32, max_size=32,
+                            anisotropic_fraction=1.0, oblique_fraction=1.0)
 NEIGHBOURS_26 = np.ones((3, 3, 3))
 
 
@@ -38,6 +39,9 @@ def test_same_seed_same_volume_and_splits_differ():
     assert np.array_equal(a.affine, b.affine) and a.info == b.info
     other = generate_vessel_volume(SMALL, "val", 1)
     assert not np.array_equal(a.label, other.label)
+    few_shot, held_out = (generate_vessel_volume(SMALL, split, 0)
+                          for split in ("shift_train", "shift_test"))
+    assert not np.array_equal(few_shot.label, held_out.label)  # the few-shot pool is not tested
     reseeded = generate_vessel_volume(VesselPhantomConfig(**{**SMALL.to_dict(), "seed": 1}),
                                       "train", 1)
     assert not np.array_equal(a.label, reseeded.label)
@@ -123,7 +127,8 @@ def test_registration_is_lazy_per_split_and_keeps_geometry(vessel_root, caplog):
     assert [r["image_id"] for r in records] == ["vessel_train_000", "vessel_train_001"]
     metadata = MetadataCatalog.get("phantom_vessels_train")
     assert metadata.evaluator_type == "vessel" and metadata.thing_classes == ["vessel"]
-    assert MetadataCatalog.get("phantom_vessels_shift_test").appearance_domain == "shift"
+    assert [MetadataCatalog.get(f"phantom_vessels_{s}").appearance_domain for s in
+            ("val", "test", "shift_test", "shift_train")] == ["train", "train", "shift", "shift"]
     for index, record in enumerate(records):
         volume = generate_vessel_volume(SMALL, "train", index)
         image, label = nib.load(record["file_name"]), nib.load(record["label_file"])
@@ -144,6 +149,13 @@ def test_registration_is_lazy_per_split_and_keeps_geometry(vessel_root, caplog):
     register_phantom_vessels(str(vessel_root), VesselPhantomConfig(**{**SMALL.to_dict(),
                                                                       "num_train": 1}))
     assert len(DatasetCatalog.get("phantom_vessels_train")) == 1  # stale split regenerated
+    register_phantom_vessels(str(vessel_root), VesselPhantomConfig(**{**SMALL.to_dict(),
+                                                                      "num_train": 1,
+                                                                      "num_test": 3}))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vertspine.data.phantom_vessels.writer"):
+        assert len(DatasetCatalog.get("phantom_vessels_train")) == 1
+    assert "Generating" not in caplog.text  # another split's count leaves train as it is
     assert set(VESSEL_DATASET_NAMES) <= set(DatasetCatalog.list())
 
 

@@ -112,4 +112,4 @@ register_vindr_datasets()
 register_verse_datasets()  # verse19_*/verse20_*: tools/convert_verse.py output, lazy
 register_builtin_classification_datasets()  # image-level views: phantom_abnormal_*, vindr_spinexr_cls_*
 register_phantom_spine_seg(default_phantom_root())  # phantom_spine_seg_{train,val,test}: vertebra masks
-register_phantom_vessels()  # phantom_vessels_{train,val,test,shift_test}: 3D vessel trees, lazy
+register_phantom_vessels()  # phantom_vessels_{train,val,test,shift_test,shift_train}: 3D, lazy

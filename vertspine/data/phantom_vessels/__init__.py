@@ -7,10 +7,12 @@ randomised appearance (:mod:`.appearance`: tissue level and texture, distractor 
 vessel contrast, blur, inversion, bias field, noise, storage scale) on a grid of mostly 64^3
 voxels (some up to 96 per axis) with anisotropic spacing and, for some volumes, an oblique
 affine (:mod:`.generator`). Splits train/val/test share the training appearance domain;
-``shift_test`` uses a held-out domain whose shifted parameters never occur in training
+``shift_test`` and ``shift_train`` (the few-shot pool) use a held-out domain whose shifted
+parameters never occur in training
 (:data:`.appearance.SHIFTED_PARAMETERS`).
 
-Datasets (:mod:`.registration`): ``phantom_vessels_{train,val,test,shift_test}``, NIfTI pairs
+Datasets (:mod:`.registration`): ``phantom_vessels_{train,val,test,shift_test,shift_train}``,
+NIfTI pairs
 written on first use by :mod:`.writer`. Determinism: volume ``i`` of a split depends only on
 ``(seed, split, i)`` (:class:`.config.VesselPhantomConfig`).
 """

@@ -16,7 +16,7 @@ The rendering of one volume, in this order (intensities in arbitrary units, back
 7. storage: ``gain * image + offset`` in ``dtype``.
 
 Two domains: :data:`TRAIN_APPEARANCE` (train, val, test) and :data:`SHIFT_APPEARANCE`
-(shift_test), whose **shifted** parameters (:data:`SHIFTED_PARAMETERS`) use values never
+(shift_test, shift_train), whose **shifted** parameters (:data:`SHIFTED_PARAMETERS`) use values never
 drawn in training: other noise types (Rician and speckle, not gaussian), lower contrast,
 stronger noise, blur, bias and texture, a majority of inverted volumes, and a CT-like
 int16 storage. Geometry and spacing are shared, so the shift is appearance only.

@@ -8,8 +8,11 @@ __all__ = ["GENERATOR_VERSION", "SPLITS", "SPLIT_DOMAINS", "VesselPhantomConfig"
 # Bump whenever a change alters any generated voxel or header: cached splits regenerate.
 GENERATOR_VERSION = "vertspine-phantom-vessels-1"
 
-SPLITS = ("train", "val", "test", "shift_test")
-SPLIT_DOMAINS = {"train": "train", "val": "train", "test": "train", "shift_test": "shift"}
+# shift_train: the pool few-shot fine-tuning draws from, disjoint from shift_test (appended last
+# so that the other splits keep their seeds).
+SPLITS = ("train", "val", "test", "shift_test", "shift_train")
+SPLIT_DOMAINS = {"train": "train", "val": "train", "test": "train", "shift_test": "shift",
+                 "shift_train": "shift"}
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,9 @@ class VesselPhantomConfig:
     order, process or the other splits.
 
     Attributes:
-        num_train, num_val, num_test, num_shift_test: volumes per split (test: held out;
-            shift_test: the held-out appearance domain).
+        num_train, num_val, num_test, num_shift_test, num_shift_train: volumes per split
+            (test: held out; shift_test: the held-out appearance domain, for zero-shot and
+            few-shot evaluation; shift_train: the same domain's volumes to fine-tune on).
         seed: base seed.
         base_size: voxels per axis of most volumes.
         max_size: largest axis of the "large" volumes (axes drawn in multiples of 16 in
@@ -46,6 +50,7 @@ class VesselPhantomConfig:
     num_val: int = 8
     num_test: int = 32
     num_shift_test: int = 16
+    num_shift_train: int = 8
     seed: int = 0
     base_size: int = 64
     max_size: int = 96
@@ -61,7 +66,7 @@ class VesselPhantomConfig:
     loop_probability: float = 0.5
 
     def __post_init__(self):
-        counts = (self.num_train, self.num_val, self.num_test, self.num_shift_test)
+        counts = tuple(self.num_volumes(split) for split in SPLITS)
         if min(counts) < 0 or self.seed < 0:
             raise ValueError(f"VesselPhantomConfig: volume counts {counts} and seed {self.seed} "
                              "must be non-negative.")
@@ -91,8 +96,8 @@ class VesselPhantomConfig:
 
     def num_volumes(self, split: str) -> int:
         """How many volumes ``split`` has."""
-        return (self.num_train, self.num_val, self.num_test,
-                self.num_shift_test)[split_index(split)]
+        split_index(split)  # checks the name
+        return getattr(self, f"num_{split}")
 
     def to_dict(self) -> Dict[str, Any]:
         """The parameters as a JSON-ready dict."""

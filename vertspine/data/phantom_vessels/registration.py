@@ -1,4 +1,5 @@
-"""``phantom_vessels_{train,val,test}`` and ``phantom_vessels_shift_test`` as volume datasets.
+"""``phantom_vessels_{train,val,test}`` and ``phantom_vessels_shift_{test,train}`` as volume
+datasets (the shift domain's test split and its few-shot fine-tuning pool).
 
 Each split is a :func:`~vertspine.data.volume_datasets.register_volume_folder` dataset (class
 "vessel", ``evaluator_type`` "vessel", ``appearance_domain`` "train" or "shift") under
@@ -34,7 +35,8 @@ def register_phantom_vessels(root: Optional[str] = None,
 
     Args:
         root: dataset folder; None means :func:`default_vessel_root`.
-        cfg: generator parameters; None means ``VesselPhantomConfig()`` (24/8/32/16 volumes).
+        cfg: generator parameters; None means ``VesselPhantomConfig()`` (24/8/32/16/8
+            volumes).
     Returns:
         the registered names, in :data:`~.config.SPLITS` order.
     """

@@ -60,9 +60,10 @@ def write_vessel_split(folder: str, split: str, cfg: VesselPhantomConfig) -> Dic
 
 
 def split_manifest(split: str, cfg: VesselPhantomConfig) -> Dict[str, Any]:
-    """What identifies a generated split (its cache key)."""
+    """What identifies a generated split (its cache key; other splits' counts are left out)."""
+    config = {k: v for k, v in cfg.to_dict().items() if not k.startswith("num_")}
     return {"generator_version": GENERATOR_VERSION, "split": split,
-            "num_volumes": cfg.num_volumes(split), "config": cfg.to_dict(),
+            "num_volumes": cfg.num_volumes(split), "config": config,
             "appearance": APPEARANCE_DOMAINS[SPLIT_DOMAINS[split]].to_dict()}
 
 
