@@ -167,7 +167,7 @@ def render_volume(occupancy: np.ndarray, spacing: Sequence[float], appearance: D
     if a["inverted"]:
         image = image.min() + image.max() - image
     coords = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij", sparse=True)
-    terms = [c for c in coords] + [coords[i] * coords[j] for i in range(3) for j in range(i, 3)]
+    terms = list(coords) + [coords[i] * coords[j] for i in range(3) for j in range(i, 3)]
     polynomial = sum(w * t for w, t in zip(rng.normal(size=len(terms)), terms))
     polynomial = polynomial / max(float(np.abs(polynomial).max()), 1e-12)
     image = image * np.exp(a["bias"] * polynomial)
