@@ -24,6 +24,7 @@ from .coco_registration import register_coco_dataset, unregister_dataset
 from .datasets_root import datasets_root
 from .phantom_spine_seg import register_phantom_spine_seg
 from .prompt_seg import register_phantom_prompt_seg
+from .phantom_vessels import register_phantom_vessels
 from .phantom import PhantomConfig, ensure_phantom_dataset, phantom_dataset_paths
 from .builtin_verse import register_verse_datasets
 from .spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
@@ -113,3 +114,4 @@ register_verse_datasets()  # verse19_*/verse20_*: tools/convert_verse.py output,
 register_builtin_classification_datasets()  # image-level views: phantom_abnormal_*, vindr_spinexr_cls_*
 register_phantom_spine_seg(default_phantom_root())  # phantom_spine_seg_{train,val,test}: vertebra masks
 register_phantom_prompt_seg()  # phantom_promptseg_{2d,3d}_{train,val,test}: npz cases, lazy
+register_phantom_vessels()  # phantom_vessels_{train,val,test,shift_test,shift_train}: 3D, lazy

@@ -4,7 +4,12 @@
 (:func:`vertspine.data.readers.read_volume`) and checks, each failure an error naming the
 file(s) and the fix (:class:`~vertspine.data.coco_validation.DatasetValidationError`):
 
+* a file that is not a 3D volume (a 2D NIfTI or ``.npy``), named with the dataset and case;
+  unreadable files (a truncated ``.nii.gz``) raise the reader's
+  :class:`~vertspine.data.readers.ImageReadError` prefixed with the dataset and case;
 * image or label with NaN/infinite values;
+* an image whose voxels all hold one value (e.g. an all-zero export): nothing to segment,
+  and intensity scaling by percentiles would divide by zero;
 * label shape or affine (beyond 1e-3 mm) different from its image's (both files named);
 * label values that are not integers in ``0..num_classes`` (or ``ignore_label``);
 * zero or negative spacing (raised by the reader as
@@ -20,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .coco_validation import DatasetValidationError
-from .readers import read_volume
+from .readers import ImageMeta, ImageReadError, read_image_and_meta
 
 __all__ = ["EMPTY_LABEL_POLICIES", "Case", "load_volume_cases"]
 
@@ -62,8 +67,9 @@ def load_volume_cases(
     options = {} if spacing is None else {"spacing": tuple(spacing)}
     records, empty = [], []
     for case, image_path, label_path in cases:
-        image, meta = read_volume(image_path, **options)
+        image, meta = _read(image_path, options, dataset_name, case)
         _check_finite(image_path, image)
+        _check_not_constant(image_path, image)
         record = {
             "file_name": os.path.abspath(image_path),
             "image_id": case,
@@ -73,7 +79,7 @@ def load_volume_cases(
             "spatial_dims": 3,
         }
         if label_path is not None:
-            label, label_meta = read_volume(label_path, **options)
+            label, label_meta = _read(label_path, options, dataset_name, case)
             _check_label(image_path, label_path, image, meta.affine, label, label_meta.affine,
                          num_classes, ignore_label)
             if not _has_foreground(label, num_classes):
@@ -92,6 +98,31 @@ def load_volume_cases(
                        dataset_name, len(empty), len(cases), empty[:_LISTED],
                        "skipped" if empty_labels == "skip" else "kept")
     return records
+
+
+def _read(path: str, options: Dict[str, Any], dataset_name: str, case: str
+          ) -> Tuple[np.ndarray, ImageMeta]:
+    """A 3D volume and its meta; errors name the dataset, the case and the file."""
+    try:
+        array, meta = read_image_and_meta(path, **options)
+    except ImageReadError as e:
+        raise ImageReadError(f"Dataset '{dataset_name}', case '{case}': {e}") from e
+    if meta.spatial_dims != 3:
+        raise DatasetValidationError(
+            f"Dataset '{dataset_name}', case '{case}': {path} is a {meta.spatial_dims}D image of "
+            f"shape {tuple(array.shape)}, not a 3D volume; a volume dataset needs 3D files: save "
+            "it as a volume (a single slice as shape (H, W, 1) with its slice thickness in the "
+            "header) or remove the case.")
+    return array, meta
+
+
+def _check_not_constant(path: str, array: np.ndarray) -> None:
+    """DatasetValidationError when every voxel of an image holds the same value."""
+    if array.size and array.min() == array.max():
+        raise DatasetValidationError(
+            f"{path}: every voxel is {array.flat[0].item()!r} (a blank volume, e.g. a failed "
+            "export): there is nothing to segment and percentile intensity scaling would divide "
+            "by zero; re-export the image or remove the case.")
 
 
 def _check_finite(path: str, array: np.ndarray) -> None:

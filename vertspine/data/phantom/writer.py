@@ -10,16 +10,14 @@ Layout under ``root``::
 COCO ``file_name`` is relative to ``images/{split}`` (the ``image_root``); image ids are
 ``i + 1``; ``bbox`` is [x, y, width, height] in image pixels (origin top-left, y down).
 """
-import errno
+import functools
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
 from vertspine.utils.file_io import write_json, write_png
 
+from ..generated_folder import ensure_generated_folder, publish_folder, read_manifest
 from ..spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
 from .config import GENERATOR_VERSION, PhantomConfig
 from .generator import generate_phantom_image
@@ -76,7 +74,8 @@ def generate_phantom_dataset(root: str, cfg: Optional[PhantomConfig] = None) -> 
 def ensure_phantom_dataset(root: str, cfg: Optional[PhantomConfig] = None) -> Dict[str, Any]:
     """Make ``root`` hold the dataset of ``cfg``; do nothing when its manifest already matches.
 
-    Generation goes to a temporary folder next to ``root`` that is then renamed onto it, so
+    Generation goes (:func:`~vertspine.data.generated_folder.ensure_generated_folder`) to a
+    temporary folder next to ``root`` that is then renamed onto it, so
     readers never see a partial dataset and concurrent callers are safe: when another
     process published the same dataset first, this one drops its copy. A stale dataset
     (other manifest) is moved aside and deleted; a non-empty ``root`` without a manifest is
@@ -91,18 +90,9 @@ def ensure_phantom_dataset(root: str, cfg: Optional[PhantomConfig] = None) -> Di
         FileExistsError: ``root`` is a non-empty folder that is not a phantom dataset.
     """
     cfg = cfg or PhantomConfig()
-    manifest = _manifest(cfg)
-    if _read_manifest(root) == manifest:
-        return phantom_dataset_paths(root)
-    parent, name = os.path.split(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; the dataset is not
-        generate_phantom_dataset(staging, cfg)
-        _publish(staging, root, manifest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_into = functools.partial(generate_phantom_dataset, cfg=cfg)
+    ensure_generated_folder(root, _manifest(cfg), write_into, manifest_name=MANIFEST_NAME,
+                            what="phantom dataset")
     return phantom_dataset_paths(root)
 
 
@@ -162,39 +152,10 @@ def _manifest(cfg: PhantomConfig) -> Dict[str, Any]:
 
 
 def _read_manifest(root: str) -> Optional[Dict[str, Any]]:
-    """The manifest stored under ``root``, or None when there is none (or it is unreadable)."""
-    try:
-        with open(os.path.join(root, MANIFEST_NAME), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    """The manifest stored under ``root``, or None (kept for ``data.prompt_seg``'s phantom)."""
+    return read_manifest(root, MANIFEST_NAME)
 
 
 def _publish(staging: str, root: str, manifest: Dict[str, Any]) -> None:
-    """Rename ``staging`` onto ``root``, replacing a stale dataset; keep an equal one."""
-    while True:
-        try:
-            os.rename(staging, root)
-            return
-        except OSError as error:
-            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-        if _read_manifest(root) == manifest:
-            return  # another process published the same dataset first
-        _retire(root)
-
-
-def _retire(root: str) -> None:
-    """Move a stale phantom dataset out of the way and delete it (atomically for readers)."""
-    if not os.path.isfile(os.path.join(root, MANIFEST_NAME)) and os.path.exists(root):
-        raise FileExistsError(
-            f"{root} exists, is not empty and holds no {MANIFEST_NAME}: it is not a phantom "
-            "dataset (or an interrupted generate_phantom_dataset left it). Delete it or pick "
-            "another root."
-        )
-    stale = f"{root}.stale-{uuid.uuid4().hex}"
-    try:
-        os.rename(root, stale)
-    except FileNotFoundError:
-        return  # another process moved it already
-    shutil.rmtree(stale, ignore_errors=True)
+    """Rename ``staging`` onto ``root`` (kept for ``data.prompt_seg``'s phantom)."""
+    publish_folder(staging, root, manifest, manifest_name=MANIFEST_NAME, what="phantom dataset")
