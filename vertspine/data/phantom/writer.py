@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from vertspine.utils.file_io import write_json, write_png
 
-from ..generated_folder import ensure_generated_folder, publish_folder, read_manifest
+from ..generated_folder import ensure_generated_folder
 from ..spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
 from .config import GENERATOR_VERSION, PhantomConfig
 from .generator import generate_phantom_image
@@ -149,13 +149,3 @@ def _coco(
 def _manifest(cfg: PhantomConfig) -> Dict[str, Any]:
     """What identifies a generated dataset, as it reads back from JSON."""
     return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, "config": cfg.to_dict()}))
-
-
-def _read_manifest(root: str) -> Optional[Dict[str, Any]]:
-    """The manifest stored under ``root``, or None (kept for ``data.prompt_seg``'s phantom)."""
-    return read_manifest(root, MANIFEST_NAME)
-
-
-def _publish(staging: str, root: str, manifest: Dict[str, Any]) -> None:
-    """Rename ``staging`` onto ``root`` (kept for ``data.prompt_seg``'s phantom)."""
-    publish_folder(staging, root, manifest, manifest_name=MANIFEST_NAME, what="phantom dataset")

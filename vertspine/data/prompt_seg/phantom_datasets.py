@@ -24,8 +24,6 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -34,7 +32,7 @@ import numpy as np
 from ..coco_registration import unregister_dataset
 from ..datasets_root import datasets_root
 from ..phantom import PhantomConfig, generate_phantom_image
-from ..phantom.writer import MANIFEST_NAME, _publish, _read_manifest
+from ..generated_folder import ensure_generated_folder
 from ..spine_categories import SPLITS
 from .datasets import register_prompt_seg_folder
 from .npz_format import prompt_boxes, write_prompt_seg_npz
@@ -142,20 +140,9 @@ def ensure_phantom_prompt_seg(root: str, dims: int,
         FileExistsError: ``root`` is a non-empty folder that is not a phantom folder.
     """
     cfg = cfg or PromptSegPhantomConfig()
-    manifest = cfg.manifest(dims)
-    if _read_manifest(root) == manifest:
-        return root
-    parent, name = os.path.split(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; the dataset is not
-        (_write_2d if dims == 2 else _write_3d)(staging, cfg)
-        with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as f:
-            json.dump(manifest, f)
-        _publish(staging, root, manifest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write = _write_2d if dims == 2 else _write_3d
+    ensure_generated_folder(root, cfg.manifest(dims), lambda staging: write(staging, cfg),
+                            what="phantom folder")
     return root
 
 
