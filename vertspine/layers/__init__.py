@@ -6,6 +6,8 @@ the functions that build a part, so importing this package stays light.
 
 - :mod:`vertspine.layers.sam`: building, loading and feeding Segment Anything models (SAM,
   MedSAM, LVM-Med's SAM-layout ViT-B) at any size.
+- :mod:`vertspine.layers.checkpoint_layouts`: other projects' checkpoint layouts, converted to
+  the model's names when ``MODEL.WEIGHTS`` is loaded (families register converters).
 - :mod:`vertspine.layers.weights`: loading a state dict into a module key for key, with a
   :class:`~vertspine.utils.checkpoint_report.CheckpointReport`.
 """

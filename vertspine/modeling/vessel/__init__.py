@@ -3,3 +3,6 @@ inference with test-time augmentation and post-processing, vesselFM's weight fil
 
 Importing this package registers the family's modules (see each module's docstring).
 """
+from .weights import load_vesselfm_weights, vesselfm_state_dict
+
+__all__ = ["load_vesselfm_weights", "vesselfm_state_dict"]
