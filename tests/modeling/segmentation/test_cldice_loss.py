@@ -1,10 +1,16 @@
 """Soft skeleton and soft clDice (Shit et al. 2021): parity with a scipy computation of the same
-min/max-pooling recursion, known values on hand-made tubes, and the Segmentor's CLDICE keys."""
+min/max-pooling recursion, known values on hand-made tubes, and the Segmentor's CLDICE keys (with
+deep supervision)."""
+import os
+
 import numpy as np
 import pytest
 import torch
+from detectron2.modeling import build_model
 from scipy import ndimage
 
+from conftest import REPO_ROOT
+from vertspine.config import get_vertspine_cfg
 from vertspine.modeling.segmentation import dice_ce_loss
 from vertspine.modeling.segmentation.loss import soft_cldice_loss, soft_skeleton
 
@@ -97,3 +103,18 @@ def test_bad_cldice_settings_name_the_key(weight, iterations, key):
     with pytest.raises(ValueError, match=f"MODEL.SEGMENTOR.{key}"):
         dice_ce_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long),
                      activation="sigmoid", cldice_weight=weight, cldice_iterations=iterations)
+
+
+def test_segmentor_adds_cldice_to_every_deeply_supervised_head():
+    cfg = get_vertspine_cfg()
+    cfg.merge_from_file(os.path.join(REPO_ROOT, "configs", "quick_schedules",
+                                     "dynunet_vessel_instant_test.yaml"))
+    cfg.MODEL.SEGMENTOR.DYNUNET.DEEP_SUPERVISION = True
+    model = build_model(cfg)
+    assert model.loss_args["cldice_weight"] == 0.5 and model.loss_args["cldice_iterations"] == 2
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 1, 8, 8, 8)  # [N, heads, C, *spatial]
+    target = torch.from_numpy(_tube((8, 8, 8), (4, 4), 2.0)).long().expand(2, -1, -1, -1)
+    losses = model.losses(logits, target)
+    heads = [dice_ce_loss(logits[:, i], target, **model.loss_args)["loss_cldice"] for i in (0, 1)]
+    torch.testing.assert_close(losses["loss_cldice"], heads[0] + 0.5 * heads[1])
