@@ -44,9 +44,11 @@ def _write(tmp_path, layout, state):
     return path
 
 
-def _model():
+def _model(*overrides):
     torch.manual_seed(0)
-    return build_model(_cfg())
+    cfg = _cfg()
+    cfg.merge_from_list(list(overrides))
+    return build_model(cfg)
 
 
 def _assert_loaded(network, reference):
@@ -84,6 +86,23 @@ def test_model_weights_loads_through_the_checkpointer(tmp_path, layout):
     path = _write(tmp_path, layout, reference.state_dict())
     AtomicDetectionCheckpointer(model).load(path, checkpointables=[])
     _assert_loaded(model.unet, reference)
+
+
+@pytest.mark.parametrize("via", ["loader", "MODEL.WEIGHTS"])
+def test_deep_supervision_heads_keep_their_initialisation(tmp_path, via):
+    reference = _reference()
+    model = _model("MODEL.SEGMENTOR.DYNUNET.DEEP_SUPERVISION", True)
+    heads = {k: v.clone() for k, v in model.unet.state_dict().items()
+             if k.startswith("deep_supervision_heads.") or ".super_head." in k}
+    assert heads
+    path = _write(tmp_path, "plain", reference.state_dict())
+    if via == "loader":
+        assert sorted(load_vesselfm_weights(model.unet, path).missing) == sorted(heads)
+    else:
+        AtomicDetectionCheckpointer(model).load(path, checkpointables=[])
+    _assert_loaded(model.unet, reference)
+    for key, value in heads.items():
+        assert torch.equal(model.unet.state_dict()[key], value)
 
 
 def test_eval_only_loads_vesselfm_weights_for_zero_shot(tmp_path):

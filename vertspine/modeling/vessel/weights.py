@@ -13,7 +13,9 @@ released file on *any* exception while loading the given one; here nothing is ev
 and every failure is an error naming the file and the fix: a missing file, an unreadable one
 (:func:`vertspine.utils.state_dict.read_state_dict`), or one whose keys or shapes are not the
 network's (another architecture, or ``MODEL.SEGMENTOR.DYNUNET`` not vesselFM's: filters
-32/64/128/256/320/320, 3^3 kernels, strides 1,2,2,2,2,2, residual blocks, no deep supervision).
+32/64/128/256/320/320, 3^3 kernels, strides 1,2,2,2,2,2, residual blocks). The one exception:
+with ``DEEP_SUPERVISION`` the network has heads vesselFM's has not; they keep their
+initialisation (logged), so vesselFM can be fine-tuned with deep supervision.
 
 Importing this module registers :func:`vesselfm_checkpoint_layout` in
 :data:`vertspine.layers.checkpoint_layouts.CHECKPOINT_LAYOUT_REGISTRY`: a ``MODEL.WEIGHTS``
@@ -44,8 +46,8 @@ _MISSING_HINT = ("vesselFM's released weights are not downloaded automatically: 
 _FIX = ("The file must be vesselFM's network (a MONAI DynUNet state dict, bare or under a "
         "Lightning 'state_dict' with the 'model.' prefix) and MODEL.SEGMENTOR.DYNUNET must build "
         "the same network: FILTERS [32, 64, 128, 256, 320, 320], KERNEL_SIZES [3]*6, STRIDES "
-        "[1, 2, 2, 2, 2, 2], RES_BLOCK True, DEEP_SUPERVISION False, with IN_CHANNELS 1, "
-        "ACTIVATION 'sigmoid' (configs/vessels/dynunet_vesselfm_*.yaml).")
+        "[1, 2, 2, 2, 2, 2], RES_BLOCK True, IN_CHANNELS 1, ACTIVATION 'sigmoid' "
+        "(configs/vessels/dynunet_vesselfm_*.yaml).")
 
 
 def vesselfm_layout(state: Mapping[str, Tensor]) -> str:
@@ -74,10 +76,22 @@ def vesselfm_state_dict(source: StateDictSource, *,
     return state, layout
 
 
+def _is_deep_supervision_head(key: str) -> bool:
+    """MONAI's DynUNet registers each head twice: ``deep_supervision_heads.i.*`` and, in the
+    skip-layer chain, ``...super_head.*``."""
+    return key.startswith("deep_supervision_heads.") or ".super_head." in key
+
+
 def _check(report: CheckpointReport, source: str, layout: str) -> None:
-    if not report.complete:
+    """Raise unless every key fits; only deep-supervision heads (which vesselFM's network does
+    not have) may be missing: they keep their initialisation."""
+    missing = [key for key in report.missing if not _is_deep_supervision_head(key)]
+    if report.skipped or report.unexpected or missing:
         raise ValueError(f"{source} ({layout} layout) does not fit the network; nothing was "
                          f"loaded.\n{report}\n{_FIX}")
+    if report.missing:
+        logger.info("%s: the %d tensors of the deep-supervision heads are not in vesselFM's "
+                    "network and keep their initialisation.", source, len(report.missing))
 
 
 def load_vesselfm_weights(network: nn.Module, source: StateDictSource, *,
@@ -90,18 +104,20 @@ def load_vesselfm_weights(network: nn.Module, source: StateDictSource, *,
         source: see :func:`vesselfm_state_dict`.
         trust_pickle: see :func:`vesselfm_state_dict`.
     Returns:
-        The report (every key loaded), also logged.
+        The report (every key of the file loaded), also logged.
     Raises:
         FileNotFoundError, CheckpointReadError: see :func:`vesselfm_state_dict`.
-        ValueError: a key missing, unexpected or of another shape; nothing is copied and the
-            message names the file, the keys and the settings to check.
+        ValueError: a key missing (deep-supervision heads excepted), unexpected or of another
+            shape; nothing is copied and the message names the file, the keys and the settings
+            to check.
     """
     name = str(source) if not isinstance(source, Mapping) else "<state dict>"
     state, layout = vesselfm_state_dict(source, trust_pickle=trust_pickle)
     report, loadable = compare_state_dicts(network.state_dict(), state,
                                            f"vesselFM weights {name} ({layout})")
     _check(report, name, layout)
-    return finish_loading(report, True, [lambda: network.load_state_dict(loadable)])
+    load = lambda: network.load_state_dict(loadable, strict=False)  # noqa: E731
+    return finish_loading(report, False, [load])
 
 
 @CHECKPOINT_LAYOUT_REGISTRY.register()
