@@ -24,6 +24,7 @@ read as one of the two layouts and loaded strictly into that network, for fine-t
 (``train_net.py``) and for zero-shot evaluation (``--eval-only``).
 """
 import logging
+import sys
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from torch import Tensor, nn
@@ -132,10 +133,11 @@ def vesselfm_checkpoint_layout(model: nn.Module, checkpoint: Any,
         ValueError: the file does not fit the network (see :func:`load_vesselfm_weights`), or
             the model holds several ``DynUNet``s.
     """
-    from monai.networks.nets import DynUNet
-
+    nets = sys.modules.get("monai.networks.nets")  # not imported: the model holds no DynUNet
+    if nets is None:
+        return None
     found = [(name, module) for name, module in model.named_modules()
-             if isinstance(module, DynUNet)]
+             if isinstance(module, nets.DynUNet)]
     if not found:
         return None
     if len(found) > 1:
