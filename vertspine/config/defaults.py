@@ -33,6 +33,11 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.DATASETS.COCO_JSON = []
     # Number of classes each COCO_JSON dataset must have (0 = take it from the json).
     cfg.DATASETS.COCO_NUM_CLASSES = 0
+    # Few-shot training: this many DATASETS.TRAIN records (0 = all), chosen by TRAIN_SUBSET_SEED
+    # among the records sorted by image_id, named in the log (vertspine.data.train_subset).
+    cfg.DATASETS.TRAIN_SUBSET_SIZE = 0
+    # Seed of that choice (independent of SEED: the same cases in every run).
+    cfg.DATASETS.TRAIN_SUBSET_SEED = 0
 
     # Dataset mapper class, by its name in vertspine.data.MAPPER_REGISTRY.
     cfg.INPUT.DATASET_MAPPER = "VertspineDatasetMapper"

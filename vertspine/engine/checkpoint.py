@@ -11,6 +11,9 @@ What else it guarantees:
 - no checkpoint holding NaN or infinite weights is written: such a save raises, naming the
   tensors and the last checkpoint with finite weights, which ``last_checkpoint`` keeps naming;
 - a file that is not a checkpoint fails to load with one error naming it and what it is;
+- a file none of whose keys is the model's is offered to the layouts of
+  :mod:`vertspine.layers.checkpoint_layouts` (released files of other projects, e.g. vesselFM's),
+  which convert it or refuse it with an error;
 - weights that leave parameters of the model unloaded are named as staying random (training),
   or refused (``allow_partial_weights=False``: evaluation, ``TEST.ALLOW_PARTIAL_WEIGHTS``).
 """
@@ -22,6 +25,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from fvcore.common.checkpoint import _filter_reused_missing_keys
 
+from vertspine.layers.checkpoint_layouts import convert_foreign_checkpoint
 from vertspine.utils.file_io import atomic_write, stale_temporary_files
 from vertspine.utils.state_dict import (
     CheckpointReadError,
@@ -71,10 +75,24 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if not isinstance(loaded, Mapping):
             raise CheckpointReadError(f"{filename} holds a {type(loaded).__name__}, not a "
                                       "checkpoint (a dict of weights).")
+        converted = self._foreign_layout(loaded["model"], filename)
+        if converted is not None:
+            return {"model": converted}
         if self.use_ema_weights:
             loaded["model"] = averaged_weights(loaded, filename)
             self.logger.info(f"Using the averaged weights (model_ema) of {filename}")
         return loaded
+
+    def _foreign_layout(self, state: Any, filename: str):
+        """``state`` converted by a registered layout when none of its keys (less a ``module.``
+        prefix) is the model's; else None (vertspine's own layout, or nothing claims it)."""
+        if not isinstance(state, Mapping):
+            return None
+        keys = {key[len("module."):] if key.startswith("module.") else key for key in state}
+        if keys & set(self.model.state_dict()):
+            return None
+        converted = convert_foreign_checkpoint(self.model, state, filename)
+        return None if converted is None else converted[1]
 
     def save(self, name: str, **kwargs: Any) -> None:
         """Write ``<save_dir>/<name>.pth`` (model, checkpointables, kwargs) and tag it last.

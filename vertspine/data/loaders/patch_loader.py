@@ -23,11 +23,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import get_detection_dataset_dicts
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..train_subset import training_dataset_dicts
 from .registry import LOADER_REGISTRY, DetectionLoader
 
 __all__ = ["PatchBatches", "PatchLoader", "PatchStream", "ShardedTrainingSampler",
@@ -139,7 +139,8 @@ def build_patch_train_loader(records: Sequence[Dict[str, Any]], mapper: Callable
 @LOADER_REGISTRY.register()
 class PatchLoader(DetectionLoader):
     """Training: ``PATCHES_PER_VOLUME`` random patches per visit of a ``DATASETS.TRAIN`` record
-    (the mapper draws them), ``SOLVER.IMS_PER_BATCH`` patches per iteration over all processes,
+    (the ``DATASETS.TRAIN_SUBSET_SIZE`` chosen ones, :mod:`vertspine.data.train_subset`; the
+    mapper draws the patches), ``SOLVER.IMS_PER_BATCH`` patches per iteration over all processes,
     ``DATALOADER.NUM_WORKERS`` workers per process, seeded by ``SEED`` (a seed shared by the
     processes when negative). Test: detectron2's test loader (whole volumes)."""
 
@@ -149,7 +150,7 @@ class PatchLoader(DetectionLoader):
         if cfg.SOLVER.IMS_PER_BATCH % world_size:
             raise ValueError(f"SOLVER.IMS_PER_BATCH ({cfg.SOLVER.IMS_PER_BATCH}) must be a "
                              f"multiple of the number of processes ({world_size}).")
-        records = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
+        records = training_dataset_dicts(cfg, filter_empty=False)
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         return build_patch_train_loader(records, mapper,
                                         batch_size=cfg.SOLVER.IMS_PER_BATCH // world_size,

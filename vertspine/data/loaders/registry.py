@@ -12,6 +12,8 @@ from detectron2.config import CfgNode
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.utils.registry import Registry
 
+from ..train_subset import training_dataset_dicts
+
 __all__ = ["DetectionLoader", "LOADER_REGISTRY", "build_test_loader", "build_train_loader",
            "get_loader_builder"]
 
@@ -26,7 +28,14 @@ class DetectionLoader:
 
     @staticmethod
     def build_train_loader(cfg: CfgNode, mapper: Callable) -> Iterable:
-        return build_detection_train_loader(cfg, mapper=mapper)
+        if not cfg.DATASETS.TRAIN_SUBSET_SIZE:
+            return build_detection_train_loader(cfg, mapper=mapper)
+        dataset = training_dataset_dicts(  # detectron2's own reading, then the subset
+            cfg, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+            if cfg.MODEL.KEYPOINT_ON else 0,
+            proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None)
+        return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset)
 
     @staticmethod
     def build_test_loader(cfg: CfgNode, dataset_name: str, mapper: Callable) -> Iterable:

@@ -5,12 +5,12 @@ its networks in ``SEG_NETWORK_REGISTRY`` (``smp_unet``: segmentation_models_pyto
 encoder from a torchvision-layout file such as LVM-Med's ResNet-50; ``dynunet``: MONAI DynUNet,
 2D or 3D) and the ``MODEL.SEGMENTOR.NUM_CLASSES`` class-count key. Configure with
 :func:`add_segmentation_config` (``MODEL.SEGMENTOR``). Loss: :func:`dice_ce_loss` (CE + soft
-Dice, MONAI DiceCELoss semantics, ignore label). Evaluation: the "sem_seg_dice" evaluator
-(:mod:`vertspine.evaluation.sem_seg_dice`).
+Dice, MONAI DiceCELoss semantics, ignore label; optional soft clDice, :func:`soft_cldice_loss`).
+Evaluation: the "sem_seg_dice" evaluator (:mod:`vertspine.evaluation.sem_seg_dice`).
 """
 from .config import add_segmentation_config
 from .dynunet import dynunet
-from .loss import dice_ce_loss
+from .loss import dice_ce_loss, soft_cldice_loss, soft_skeleton
 from .registry import (
     SEG_NETWORK_REGISTRY,
     SegmentationNetwork,
@@ -32,4 +32,6 @@ __all__ = [
     "output_channels",
     "pad_batch",
     "smp_unet",
+    "soft_cldice_loss",
+    "soft_skeleton",
 ]

@@ -44,6 +44,10 @@ def add_segmentation_config(cfg: CN) -> CN:
     node.DICE_INCLUDE_BACKGROUND = True
     # Dice denominator sum(p^2) + sum(g^2) (MONAI squared_pred, as vesselFM), not sum(p) + sum(g).
     node.DICE_SQUARED_PRED = False
+    # Weight of the soft-clDice term (Shit et al. 2021) on the foreground channels; 0 = off.
+    node.CLDICE_WEIGHT = 0.0
+    # Soft-skeleton iterations of that term (>= the largest vessel radius in voxels).
+    node.CLDICE_ITERATIONS = 3
     # Keep the network's `encoder` (smp_unet) fixed: no gradients, BatchNorm in eval mode.
     node.FREEZE_ENCODER = False
 

@@ -1,7 +1,8 @@
 """Semantic segmentation of images and volumes: the ``Segmentor`` meta-architecture.
 
 One model for 2D and 3D (``spatial_dims``): a network from ``SEG_NETWORK_REGISTRY`` (smp U-Net,
-MONAI DynUNet) trained with cross-entropy + soft Dice (:func:`dice_ce_loss`).
+MONAI DynUNet) trained with cross-entropy + soft Dice, optionally + soft clDice
+(:func:`dice_ce_loss`).
 
 Input: detectron2-style dicts with ``image`` [C, *spatial] (2D: [C, H, W], 0-255 in
 ``INPUT.FORMAT`` order; 3D: [C, X, Y, Z] float, scaled by the mapper) and, in training,
@@ -23,7 +24,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from torch import Tensor, nn
 
-from .loss import dice_ce_loss
+from .loss import check_cldice_settings, dice_ce_loss
 from .registry import build_segmentation_network, output_channels
 
 __all__ = ["Segmentor", "pad_batch"]
@@ -64,6 +65,7 @@ class Segmentor(nn.Module):
                  pixel_std: Sequence[float], activation: str = "softmax",
                  ignore_value: int = 255, ce_weight: float = 1.0, dice_weight: float = 1.0,
                  dice_include_background: bool = True, dice_squared_pred: bool = False,
+                 cldice_weight: float = 0.0, cldice_iterations: int = 3,
                  freeze_encoder: bool = False, roi_size: Sequence[int] = (),
                  sw_overlap: float = 0.5, sw_batch_size: int = 4, sw_mode: str = "gaussian",
                  sw_sigma_scale: float = 0.125):
@@ -79,8 +81,8 @@ class Segmentor(nn.Module):
             pixel_mean, pixel_std: per-channel normalisation in the input's channel order.
             activation: "softmax" or "sigmoid" (one logit, ``num_classes`` 1).
             ignore_value: label left out of the loss; also the target padding.
-            ce_weight, dice_weight, dice_include_background, dice_squared_pred: see
-                :func:`dice_ce_loss`.
+            ce_weight, dice_weight, dice_include_background, dice_squared_pred, cldice_weight,
+                cldice_iterations: see :func:`dice_ce_loss` (``cldice_weight`` 0: no clDice).
             freeze_encoder: no gradients to ``unet.encoder`` and its BatchNorm kept in eval mode.
             roi_size, sw_overlap, sw_batch_size, sw_mode, sw_sigma_scale: sliding-window
                 inference of volumes (3D only): window size in voxels, overlap fraction,
@@ -93,6 +95,7 @@ class Segmentor(nn.Module):
         if spatial_dims not in (2, 3):
             raise ValueError(f"MODEL.SEGMENTOR.SPATIAL_DIMS must be 2 or 3, got {spatial_dims}.")
         output_channels(num_classes, activation)  # checks the head settings
+        check_cldice_settings(cldice_weight, cldice_iterations)
         if len(size_divisibility) != spatial_dims:
             raise ValueError(f"size_divisibility {tuple(size_divisibility)} needs one entry per "
                              f"spatial axis ({spatial_dims}).")
@@ -113,7 +116,8 @@ class Segmentor(nn.Module):
         self.loss_args = {"activation": activation, "ignore_value": ignore_value,
                           "ce_weight": ce_weight, "dice_weight": dice_weight,
                           "include_background": dice_include_background,
-                          "squared_pred": dice_squared_pred}
+                          "squared_pred": dice_squared_pred, "cldice_weight": cldice_weight,
+                          "cldice_iterations": cldice_iterations}
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.unet.encoder.requires_grad_(False)
@@ -143,6 +147,8 @@ class Segmentor(nn.Module):
             "dice_weight": node.DICE_WEIGHT,
             "dice_include_background": node.DICE_INCLUDE_BACKGROUND,
             "dice_squared_pred": node.DICE_SQUARED_PRED,
+            "cldice_weight": node.CLDICE_WEIGHT,
+            "cldice_iterations": node.CLDICE_ITERATIONS,
             "freeze_encoder": node.FREEZE_ENCODER,
             "roi_size": window.ROI_SIZE,
             "sw_overlap": window.OVERLAP,
@@ -168,8 +174,9 @@ class Segmentor(nn.Module):
             batched_inputs: mapper outputs: ``image`` [C, *spatial]; in training ``sem_seg``
                 [*spatial] int64; 2D optionally ``height``/``width``, the output resolution.
         Returns:
-            Training: ``{"loss_ce", "loss_dice"}`` scalars (with deep supervision, the heads'
-            losses weighted 1, 1/2, 1/4, ... and summed). Inference: one dict per input with
+            Training: ``{"loss_ce", "loss_dice"}`` (and ``"loss_cldice"`` when its weight is
+            > 0) scalars (with deep supervision, the heads' losses weighted 1, 1/2, 1/4, ...
+            and summed). Inference: one dict per input with
             ``sem_seg`` [K + 1, *spatial] probabilities (see the module docstring).
         """
         images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
@@ -191,7 +198,7 @@ class Segmentor(nn.Module):
         return results
 
     def losses(self, logits: Tensor, targets: Tensor) -> Dict[str, Tensor]:
-        """CE + soft Dice of [N, C', *spatial] logits, or of every head of deeply supervised
+        """CE + soft Dice (+ soft clDice) of [N, C', *spatial] logits, or of every head of deeply supervised
         [N, heads, C', *spatial] logits weighted max(2^-i, 1/16) (MONAI DeepSupervisionLoss "exp").
 
         Args:

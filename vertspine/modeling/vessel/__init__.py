@@ -6,10 +6,13 @@ Importing this package registers the family's modules (see each module's docstri
 from .inference import VesselInference, remove_small_components
 from .inference_config import add_vessel_inference_config
 from .meta_arch import VesselSegmentor  # registers "VesselSegmentor"
+from .weights import load_vesselfm_weights, vesselfm_state_dict
 
 __all__ = [
     "VesselInference",
     "VesselSegmentor",
     "add_vessel_inference_config",
+    "load_vesselfm_weights",
     "remove_small_components",
+    "vesselfm_state_dict",
 ]
