@@ -18,6 +18,8 @@ RETINANET_INSTANT = os.path.join(
     REPO_ROOT, "configs/quick_schedules/retinanet_R_18_FPN_phantom_lesions_instant_test.yaml")
 HIGH = {"image_id": 1, "category_id": 1, "bbox": [20.0, 20.0, 60.0, 60.0], "score": 0.9}
 LOW = {"image_id": 1, "category_id": 2, "bbox": [150.0, 150.0, 60.0, 60.0], "score": 0.1}
+# the RetinaNet runs resize the 256 px phantom to 128 px: their checks do not depend on the size
+AT_128_PX = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MIN_SIZE_TEST", "128"]
 
 
 def _visualize(tiny_phantom, tmp_path, predictions, threshold, tag):
@@ -53,7 +55,7 @@ def test_visualize_json_results_draws_predictions_beside_ground_truth(tiny_phant
 
 
 def test_instant_retinanet_trains_and_evaluates(tiny_phantom, tmp_path):
-    run_train_net(["--config-file", RETINANET_INSTANT, *tiny_phantom["opts"],
+    run_train_net(["--config-file", RETINANET_INSTANT, *tiny_phantom["opts"], *AT_128_PX,
                    "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path)])
     assert os.path.isfile(tmp_path / "model_final.pth")
     with open(tmp_path / "inference" / "evaluation_results.json") as f:
@@ -69,7 +71,7 @@ def test_benchmark_prints_both_figures(tiny_phantom):
     result = subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "scripts", "benchmark_detection.py"),
          "--config-file", RETINANET_INSTANT, "--iters", "2", "--warmup", "1",
-         *tiny_phantom["opts"]],
+         *tiny_phantom["opts"], *AT_128_PX],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     train = re.search(r"training: ([0-9.]+) iterations/s", result.stdout)
