@@ -99,7 +99,7 @@ def predict_case(router: ModelRouter, cfg, path: str, modality: Optional[str],
                                "--modality-csv or --unknown-modality general")
         row["route"] = route = router.route(modality)
         predictor, row["load_seconds"] = router.model(route)
-        start += row["load_seconds"]
+        start += row["load_seconds"]  # the case's time excludes loading its model
         window = (tuple(cfg.INPUT.PROMPT_SEG.CT_WINDOW)
                   if modality in cfg.INPUT.PROMPT_SEG.CT_WINDOW_MODALITIES else None)
         result = predictor.predict(case, ct_window=window or None)
@@ -128,7 +128,8 @@ def predict_folder(cfg, args) -> List[Dict]:
     """Every npz of ``args.input``, in name order; writes the outputs and the CSV."""
     if not os.path.isdir(args.input):
         raise FileNotFoundError(f"--input {args.input!r} is not a folder of npz files.")
-    files = sorted(os.path.join(args.input, n) for n in os.listdir(args.input) if n.endswith(".npz"))
+    files = sorted(os.path.join(args.input, name) for name in os.listdir(args.input)
+                   if name.endswith(".npz"))
     if not files:
         raise FileNotFoundError(f"--input {args.input!r} holds no .npz file.")
     if os.path.abspath(args.input) == os.path.abspath(args.output):

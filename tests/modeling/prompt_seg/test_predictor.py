@@ -15,14 +15,21 @@ from vertspine.modeling.prompt_seg import (
     find_routes,
 )
 
+from efficientvit_fixtures import single_torch_thread
 from prompt_seg_test_utils import TINY_SAM_VIT, tiny_model
 
-S = 64
+S = 32  # tiny SAM ViT, patch 4: an 8 x 8 embedding, 32 x 32 logits
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with single_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("INPUT.PROMPT_SEG.IMAGE_SIZE", str(S), *TINY_SAM_VIT).eval()
+def model(one_thread):
+    return tiny_model(*TINY_SAM_VIT).eval()
 
 
 def blocks_image(height=40, width=56, seed=0):
@@ -60,11 +67,11 @@ def test_2d_equals_the_segmentor_inference_merged_by_predicted_iou(model):
     assert result.segs.dtype == np.uint16 and result.segs.shape == (40, 56)
     np.testing.assert_array_equal(result.segs, expected)
     assert result.encoder_calls == 1 and result.distinct_slices is None
-    # two decoder calls (chunks of 2 and 1), boxes in float: x 64 / 56, not rounded
+    # two decoder calls (chunks of 2 and 1), boxes in float: x 32 / 56, not rounded
     recorded = torch.cat([call[1] for call in predictor.decoder.inputs]).numpy()
     assert [len(call[1]) for call in predictor.decoder.inputs] == [2, 1]
     np.testing.assert_allclose(recorded, boxes * S / 56, rtol=1e-6)
-    assert recorded[0, 2] == pytest.approx(24 * 64 / 56) and recorded[0, 2] % 1 > 0.1
+    assert recorded[0, 2] == pytest.approx(24 * 32 / 56) and recorded[0, 2] % 1 > 0.1
 
 
 def test_masks_do_not_depend_on_the_chunk_size(model):

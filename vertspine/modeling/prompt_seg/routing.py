@@ -63,8 +63,8 @@ def find_routes(source: str) -> Dict[str, str]:
     if _is_model(source):
         return {GENERAL_ROUTE: source}
     if not os.path.isdir(source):
-        raise FileNotFoundError(f"{source} is neither a checkpoint ({'/'.join(_CHECKPOINT_ENDINGS)})"
-                                " nor a folder of per-modality models.")
+        raise FileNotFoundError(f"{source} is neither a checkpoint "
+                                f"({'/'.join(_CHECKPOINT_ENDINGS)}) nor a folder of models.")
     maps = [os.path.join(source, m) for m in _ROUTE_MAPS if os.path.isfile(os.path.join(source, m))]
     if maps:
         with open(maps[0], encoding="utf-8") as f:
