@@ -53,7 +53,8 @@ class BoxPromptPredictor:
 
     def __init__(self, encoder: InferenceEngine, decoder: InferenceEngine, *, image_size: int,
                  box_chunk: int = 16, batch_slices: int = 8, expand: float = 3.0,
-                 min_iou: float = 0.0, on_collapse: str = "stop"):
+                 min_iou: float = 0.0, on_collapse: str = "stop",
+                 device: torch.device = torch.device("cpu")):
         """
         Args:
             encoder: ``images`` [N, 3, S, S] -> ([N, 256, E, E],).
@@ -63,12 +64,15 @@ class BoxPromptPredictor:
             box_chunk: boxes per decoder call.
             batch_slices: 3D slices per encoder call.
             expand, min_iou, on_collapse: 3D propagation (:func:`.propagation.propagate_boxes`).
+            device: where inputs are put (a torch engine's model device; exported engines run
+                on the CPU and take inputs from anywhere).
         """
         if box_chunk < 1 or batch_slices < 1:
             raise ValueError(f"box_chunk ({box_chunk}) and batch_slices ({batch_slices}) must "
                              "be >= 1.")
         self.encoder, self.decoder, self.image_size = encoder, decoder, int(image_size)
         self.box_chunk, self.batch_slices = int(box_chunk), int(batch_slices)
+        self.device = torch.device(device)
         self.propagation = {"expand": expand, "min_iou": min_iou, "on_collapse": on_collapse}
 
     @classmethod
@@ -90,7 +94,7 @@ class BoxPromptPredictor:
                                          cache_dir=cache_dir, threads=threads)
                             for module, part, signature in parts)
         kwargs.setdefault("box_chunk", model.box_chunk)
-        return cls(encoder, decoder, image_size=model.image_size, **kwargs)
+        return cls(encoder, decoder, image_size=model.image_size, device=model.device, **kwargs)
 
     @classmethod
     def from_export(cls, folder: str, kind: str, *, threads: int = 0,
@@ -112,7 +116,7 @@ class BoxPromptPredictor:
         """[N, 256, E, E] embeddings of N images ([H, W] or [H, W, 3], original values)."""
         batch = np.stack([preprocess_image(image, self.image_size, ct_window)[0]
                           for image in images])
-        return self.encoder(torch.from_numpy(batch))[0]
+        return self.encoder(torch.from_numpy(batch).to(self.device))[0]
 
     def decode(self, embedding: Tensor, boxes: np.ndarray,
                original_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
@@ -127,7 +131,8 @@ class BoxPromptPredictor:
         """
         height, width = original_size
         resized = resized_shape(height, width, self.image_size)
-        scaled = torch.from_numpy(scale_boxes(boxes, height, width, self.image_size)).float()
+        scaled = torch.from_numpy(scale_boxes(boxes, height, width, self.image_size)).to(
+            self.device, torch.float32)
         masks, ious = [], []
         for start in range(0, len(scaled), self.box_chunk):
             logits, iou = self.decoder(embedding, scaled[start:start + self.box_chunk])
