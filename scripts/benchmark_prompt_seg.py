@@ -74,16 +74,16 @@ def phantom_cases(root: str, count_2d: int, count_3d: int):
     return cases
 
 
-def timed(run, repeats: int, runners) -> dict:
-    """{name: [seconds] * repeats} of ``run(runner)``, after one warm-up, names alternating."""
-    for runner in runners.values():
-        run(runner)
-    times = {name: [] for name in runners}
+def timed(run, repeats: int) -> dict:
+    """{engine: [seconds] * repeats} of ``run(engine)``, after one warm-up, engines alternating."""
+    for kind in ENGINES:
+        run(kind)
+    times = {kind: [] for kind in ENGINES}
     for _ in range(repeats):
-        for name, runner in runners.items():
+        for kind in ENGINES:
             start = time.perf_counter()
-            run(runner)
-            times[name].append(time.perf_counter() - start)
+            run(kind)
+            times[kind].append(time.perf_counter() - start)
     return times
 
 
@@ -123,7 +123,7 @@ def student(args) -> None:
         def run(kind):
             results[kind] = predictors[kind].predict(case).segs
 
-        times = timed(run, args.repeats, {kind: kind for kind in ENGINES})
+        times = timed(run, args.repeats)
         agreement = ", ".join(f"{k} {np.mean(results[k] == results['torch']) * 100:.3f} %"
                               for k in ENGINES[1:])
         report(f"{os.path.basename(case.path)} {case.spatial_shape} {len(case.boxes)} boxes",
@@ -155,7 +155,7 @@ def sam_encoder(args) -> None:
     def run(kind):
         outputs[kind] = runners[kind](images[:1])[0]
 
-    report("SAM ViT-B encoder, 1 image at 1024 px", timed(run, args.repeats, runners))
+    report("SAM ViT-B encoder, 1 image at 1024 px", timed(run, args.repeats))
     for kind in ENGINES[1:]:
         print(f"  {kind} max |difference| to eager: "
               f"{(outputs[kind] - outputs['torch']).abs().max().item():.2e}")
