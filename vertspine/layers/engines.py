@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["ENGINES", "ONNX_OPSET", "GraphSignature", "InferenceEngine", "build_engine",
-           "export_onnx", "module_fingerprint"]
+           "convert_to_openvino", "export_onnx", "load_onnx_engine", "module_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def module_fingerprint(module: nn.Module, example_inputs: Sequence[Tensor],
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes()
+        digest.update(tensor.detach().to("cpu").reshape(-1).view(torch.uint8).numpy().tobytes()
                       if tensor.numel() else b"")
     for name, example in zip(signature.inputs, example_inputs):
         dynamic = signature.dynamic_axes.get(name, {})
@@ -187,22 +187,35 @@ def _onnx_runtime(path: str, signature: GraphSignature, threads: int):
     return run
 
 
-def _openvino(onnx_path: str, signature: GraphSignature, threads: int):
+def convert_to_openvino(onnx_path: str) -> str:
+    """OpenVINO IR (``.xml`` + ``.bin``, float32 weights) next to an ONNX file, written
+    atomically (the ``.xml`` last: its presence means the pair is whole); kept when it exists.
+
+    Returns:
+        the ``.xml`` path.
+    """
     import openvino
 
     ir_path = onnx_path[:-len(".onnx")] + ".xml"
     if not os.path.exists(ir_path):
-        folder = os.path.dirname(ir_path)
+        folder = os.path.dirname(os.path.abspath(ir_path))
         temporary = tempfile.mkdtemp(prefix=".tmp-", dir=folder)
         try:
             staged = os.path.join(temporary, os.path.basename(ir_path))
             openvino.save_model(openvino.convert_model(onnx_path), staged, compress_to_fp16=False)
             os.replace(staged[:-len(".xml")] + ".bin", ir_path[:-len(".xml")] + ".bin")
-            os.replace(staged, ir_path)  # the .xml last: its presence means the pair is whole
+            os.replace(staged, ir_path)
         finally:
             for name in os.listdir(temporary):
                 os.remove(os.path.join(temporary, name))
             os.rmdir(temporary)
+    return ir_path
+
+
+def _openvino(onnx_path: str, signature: GraphSignature, threads: int):
+    import openvino
+
+    ir_path = convert_to_openvino(onnx_path)
     config = {"INFERENCE_PRECISION_HINT": "f32"}
     if threads > 0:
         config["INFERENCE_NUM_THREADS"] = threads
@@ -246,8 +259,28 @@ def build_engine(kind: str, module: nn.Module, example_inputs: Sequence[Tensor],
         export_onnx(module, example_inputs, path, signature)
         logger.info("Exported %s to %s in %.1f s.", type(module).__name__, path,
                     time.perf_counter() - start)
+    return load_onnx_engine(kind, path, signature, threads=threads)
+
+
+def load_onnx_engine(kind: str, onnx_path: str, signature: GraphSignature, *,
+                     threads: int = 0) -> InferenceEngine:
+    """An :class:`InferenceEngine` of an already exported ONNX file (e.g. written by
+    :func:`export_onnx`); "openvino" converts it to IR next to it first (kept for later runs).
+
+    Args:
+        kind: "onnxruntime" or "openvino".
+        onnx_path: the ``.onnx`` file.
+        signature: the input/output names it was exported with.
+        threads: CPU threads (0 = the library's default).
+    Raises:
+        ValueError: another ``kind``; FileNotFoundError: no such file.
+    """
+    if kind not in ENGINES[1:]:
+        raise ValueError(f"Engine '{kind}' does not run an ONNX file; use one of {ENGINES[1:]}.")
+    if not os.path.isfile(onnx_path):
+        raise FileNotFoundError(f"Exported network not found: {onnx_path}")
     runner = _onnx_runtime if kind == "onnxruntime" else _openvino
-    return InferenceEngine(kind, signature, runner(path, signature, threads))
+    return InferenceEngine(kind, signature, runner(onnx_path, signature, threads))
 
 
 def _as_tuple(outputs) -> Tuple[Tensor, ...]:
