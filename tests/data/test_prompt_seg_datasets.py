@@ -67,10 +67,11 @@ def test_random_slice_mode_and_unknown_modalities(tmp_path, names):
     assert all("Scan_x" not in r["image_id"] for r in DatasetCatalog.get("ps_skip"))
 
 
-def test_phantom_generated_lazily_deterministic_and_reused(tmp_path, names):
+def test_phantom_generated_lazily_deterministic_and_reused(tmp_path, request):
     cfg = PromptSegPhantomConfig(num_2d=(2, 1, 1), num_3d=(1, 0, 1), image_size=64,
                                  depth_range=(16, 16), size_range=(64, 64))
-    names += register_phantom_prompt_seg(str(tmp_path), cfg)
+    names = register_phantom_prompt_seg(str(tmp_path), cfg)
+    request.addfinalizer(register_phantom_prompt_seg)  # the default datasets again, for later tests
     assert "phantom_promptseg_3d_test_CT" in names
     assert not os.path.exists(tmp_path / "phantom_promptseg_2d")  # nothing until loaded
     records = DatasetCatalog.get("phantom_promptseg_2d_train")
