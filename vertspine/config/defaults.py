@@ -69,6 +69,24 @@ def _add_framework_config(cfg: CN) -> None:
     cfg.INPUT.VOLUME.INTENSITY.OUTPUT_RANGE = (0.0, 1.0)
     # Clip the scaled values to OUTPUT_RANGE.
     cfg.INPUT.VOLUME.INTENSITY.CLIP = True
+    # Random transforms of training patches (MONAI dictionary transforms, after the crop; each
+    # empty / 0 is off). vesselFM's fine-tuning: FLIP_AXES (0, 1), ZOOM (1.0, 1.3), SHEAR 0.4,
+    # SMOOTH_SIGMA (0.5, 1.0), NOISE_STD 0.1, HISTOGRAM_SHIFT_POINTS (5, 15).
+    cfg.INPUT.VOLUME.AUGMENT = CN()
+    # Probability of each transform below (flips: each listed axis with this probability).
+    cfg.INPUT.VOLUME.AUGMENT.PROB = 0.2
+    # Array axes flipped (RandFlipd), e.g. (0, 1).
+    cfg.INPUT.VOLUME.AUGMENT.FLIP_AXES = ()
+    # (min, max) zoom factor (RandZoomd, trilinear image / nearest label, size kept).
+    cfg.INPUT.VOLUME.AUGMENT.ZOOM = ()
+    # Largest shear (RandAffined, all 6 shear terms in [-SHEAR, SHEAR], reflection padding).
+    cfg.INPUT.VOLUME.AUGMENT.SHEAR = 0.0
+    # (min, max) sigma in voxels of a gaussian smoothing of the image (RandGaussianSmoothd).
+    cfg.INPUT.VOLUME.AUGMENT.SMOOTH_SIGMA = ()
+    # Standard deviation of additive gaussian noise on the image (RandGaussianNoised).
+    cfg.INPUT.VOLUME.AUGMENT.NOISE_STD = 0.0
+    # (min, max) control points of a random histogram shift of the image (RandHistogramShiftd).
+    cfg.INPUT.VOLUME.AUGMENT.HISTOGRAM_SHIFT_POINTS = ()
 
     # Optimizer: "SGD" (momentum SOLVER.MOMENTUM) or "ADAMW" (betas SOLVER.BETAS).
     cfg.SOLVER.OPTIMIZER = "SGD"

@@ -11,7 +11,10 @@ and put through MONAI dictionary transforms configured by ``INPUT.VOLUME``:
 4. training only: ``SpatialPadd`` to ``ROI_SIZE`` (constant 0, before the crop so that every
    patch is a full window centred on the drawn voxel), then ``RandCropByPosNegLabeld``:
    ``PATCHES_PER_VOLUME`` patches whose centres are on label > 0 or on background with the
-   weights ``POS_NEG_RATIO``.
+   weights ``POS_NEG_RATIO``;
+5. training only, per patch, as ``INPUT.VOLUME.AUGMENT`` asks (each with probability ``PROB``):
+   flips, zoom and shear (image and label alike: trilinear / nearest), then gaussian smoothing,
+   gaussian noise and a histogram shift of the image (vesselFM's fine-tuning augmentations).
 
 Training returns a list of patch dicts per record, so it trains with ``DATALOADER.BUILDER
 "PatchLoader"``, which sets its random state per visit (:meth:`VolumeMapper.set_random_state`,
@@ -19,7 +22,7 @@ see :mod:`vertspine.data.loaders.patch_loader`). Test mode returns the whole vol
 the output's affine (so it follows the reorientation and resampling).
 """
 import copy
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,7 +30,7 @@ from detectron2.config import configurable
 
 from .mapper_registry import MAPPER_REGISTRY
 
-__all__ = ["VolumeMapper"]
+__all__ = ["VolumeMapper", "build_patch_augmentation"]
 
 _INTENSITY_MODES = ("window", "percentiles", "none")
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # the readers' affines map to RAS+ mm
@@ -50,7 +53,8 @@ class VolumeMapper:
     def __init__(self, is_train: bool = True, *, roi_size: Sequence[int], num_patches: int,
                  pos_neg: Sequence[float], axcodes: str, target_spacing: Sequence[float],
                  intensity_mode: str, intensity_range: Sequence[float],
-                 output_range: Sequence[float], clip: bool):
+                 output_range: Sequence[float], clip: bool,
+                 augment: Optional[Dict[str, Any]] = None):
         """
         Args:
             is_train: random patches with labels, or the whole volume.
@@ -64,6 +68,9 @@ class VolumeMapper:
                 percentiles (0..100) for "percentiles".
             output_range: (b_min, b_max) values the range is mapped to.
             clip: clip the scaled values to ``output_range``.
+            augment: training patch transforms, ``INPUT.VOLUME.AUGMENT``'s keys in lower case
+                (``prob``, ``flip_axes``, ``zoom``, ``shear``, ``smooth_sigma``, ``noise_std``,
+                ``histogram_shift_points``); None or all off: none.
         Raises:
             ValueError: a setting out of range, naming its ``INPUT.VOLUME`` key.
         """
@@ -75,6 +82,7 @@ class VolumeMapper:
         self._preprocess = _build_preprocessing(axcodes, target_spacing, intensity_mode,
                                                 intensity_range, output_range, clip)
         self._crop = _build_crop(self.roi_size, self.num_patches, pos_neg) if is_train else None
+        self._augment = build_patch_augmentation(**(augment or {})) if is_train else None
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
@@ -92,6 +100,7 @@ class VolumeMapper:
                                 else volume.INTENSITY.WINDOW),
             "output_range": volume.INTENSITY.OUTPUT_RANGE,
             "clip": volume.INTENSITY.CLIP,
+            "augment": {key.lower(): value for key, value in volume.AUGMENT.items()},
         }
 
     @classmethod
@@ -103,6 +112,8 @@ class VolumeMapper:
         """Seed the patch draws of the next call (MONAI's ``Randomizable`` convention)."""
         if self._crop is not None:
             self._crop.set_random_state(seed=seed)
+        if self._augment is not None:
+            self._augment.set_random_state(seed=(seed + 1) % 2 ** 32)
         return self
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Union[List[Dict[str, Any]], Dict[str, Any]]:
@@ -123,8 +134,11 @@ class VolumeMapper:
             record.update(_outputs(data))
             record["affine"] = np.asarray(data["image"].affine, dtype=np.float64)
             return record
+        patches = self._crop(data)
+        if self._augment is not None:
+            patches = [self._augment(patch) for patch in patches]
         return [{**_outputs(patch), "file_name": dataset_dict["file_name"],
-                 "image_id": dataset_dict["image_id"]} for patch in self._crop(data)]
+                 "image_id": dataset_dict["image_id"]} for patch in patches]
 
 
 def _load(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -194,6 +208,60 @@ def _build_crop(roi_size: Tuple[int, ...], num_patches: int, pos_neg: Sequence[f
         mt.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi_size, pos=pos,
                                   neg=neg, num_samples=num_patches),
     ])
+
+
+def build_patch_augmentation(prob: float = 0.2, flip_axes: Sequence[int] = (),
+                             zoom: Sequence[float] = (), shear: float = 0.0,
+                             smooth_sigma: Sequence[float] = (), noise_std: float = 0.0,
+                             histogram_shift_points: Sequence[int] = ()):
+    """The random transforms of training patches (``{"image", "label"}`` [1, X, Y, Z]) as one
+    MONAI ``Compose``, or None when every option is off. Arguments: ``INPUT.VOLUME.AUGMENT``.
+
+    Raises:
+        ValueError: a bad value, naming its ``INPUT.VOLUME.AUGMENT`` key.
+    """
+    from monai import transforms as mt
+
+    _check_augmentation(prob, flip_axes, zoom, shear, smooth_sigma, noise_std,
+                        histogram_shift_points)
+    keys = ("image", "label")
+    steps = [mt.RandFlipd(keys, prob=prob, spatial_axis=int(axis)) for axis in flip_axes]
+    if len(zoom):
+        steps.append(mt.RandZoomd(keys, prob=prob, min_zoom=zoom[0], max_zoom=zoom[1],
+                                  mode=("trilinear", "nearest"), keep_size=True))
+    if shear > 0:
+        steps.append(mt.RandAffined(keys, prob=prob, shear_range=(shear,) * 6,
+                                    mode=("bilinear", "nearest"), padding_mode="reflection"))
+    if len(smooth_sigma):
+        steps.append(mt.RandGaussianSmoothd("image", sigma_x=tuple(smooth_sigma),
+                                            sigma_y=tuple(smooth_sigma),
+                                            sigma_z=tuple(smooth_sigma), prob=prob))
+    if noise_std > 0:
+        steps.append(mt.RandGaussianNoised("image", prob=prob, std=noise_std))
+    if len(histogram_shift_points):
+        steps.append(mt.RandHistogramShiftd("image", num_control_points=tuple(
+            int(p) for p in histogram_shift_points), prob=prob))
+    return mt.Compose(steps) if steps else None
+
+
+def _check_augmentation(prob, flip_axes, zoom, shear, smooth_sigma, noise_std,
+                        histogram_shift_points) -> None:
+    key = "INPUT.VOLUME.AUGMENT."
+    if not 0 <= prob <= 1:
+        raise ValueError(f"{key}PROB is {prob}; give a probability in [0, 1].")
+    if any(int(axis) not in (0, 1, 2) for axis in flip_axes):
+        raise ValueError(f"{key}FLIP_AXES is {tuple(flip_axes)}; give array axes 0, 1 or 2.")
+    for name, pair in (("ZOOM", zoom), ("SMOOTH_SIGMA", smooth_sigma),
+                       ("HISTOGRAM_SHIFT_POINTS", histogram_shift_points)):
+        if len(pair) not in (0, 2) or (len(pair) and not 0 < pair[0] <= pair[1]):
+            raise ValueError(f"{key}{name} is {tuple(pair)}; give (min, max) with "
+                             "0 < min <= max, or () for off.")
+    if len(histogram_shift_points) and histogram_shift_points[0] < 3:
+        raise ValueError(f"{key}HISTOGRAM_SHIFT_POINTS is {tuple(histogram_shift_points)}; "
+                         "MONAI needs at least 3 control points.")
+    for name, value in (("SHEAR", shear), ("NOISE_STD", noise_std)):
+        if value < 0:
+            raise ValueError(f"{key}{name} is {value}; give a value >= 0 (0 is off).")
 
 
 def _check_settings(roi_size, num_patches, pos_neg, target_spacing, intensity_mode,
