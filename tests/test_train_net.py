@@ -247,18 +247,25 @@ def test_make_phantom_train_passes_args_as_overrides():
 def test_resume_continues_exactly_as_the_uninterrupted_run(phantom_opts, tmp_path):
     whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
     # SEED 42 (the instant config); evaluation and validation loss at the checkpoint's
-    # iteration must not change the training's random numbers
-    args = ["--config-file", INSTANT_CONFIG, *phantom_opts, "SOLVER.MAX_ITER", "4",
+    # iteration must not change the training's random numbers; the learning rate steps on the
+    # validation AP (patience 0: lowered after the first evaluation that does not improve)
+    args = ["--config-file", INSTANT_CONFIG, *phantom_opts, "SOLVER.MAX_ITER", "6",
             "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "2",
-            "TEST.VAL_LOSS_PERIOD", "2", "TEST.VAL_LOSS_NUM_BATCHES", "1"]
-    run_train_net([*args, "OUTPUT_DIR", whole])
-    # what a kill -9 right after the first checkpoint (iteration 1) leaves for --resume
+            "TEST.VAL_LOSS_PERIOD", "2", "TEST.VAL_LOSS_NUM_BATCHES", "1",
+            "SOLVER.PLATEAU.METRIC", "bbox/AP50", "SOLVER.PLATEAU.PATIENCE", "0"]
+    result = run_train_net([*args, "OUTPUT_DIR", whole])
+    assert "learning-rate scale 1 -> 0.5 (SOLVER.PLATEAU)" in result.stdout + result.stderr
+    final = torch.load(os.path.join(whole, "model_final.pth"), map_location="cpu",
+                       weights_only=False)
+    assert final["trainer"]["hooks"]["ValidationPlateau"]["scale"] < 1
+    # what a kill -9 right after the second checkpoint (iteration 3, saved after the
+    # evaluation at iteration 4) leaves for --resume
     os.makedirs(resumed)
-    shutil.copy(os.path.join(whole, "model_0000001.pth"), resumed)
+    shutil.copy(os.path.join(whole, "model_0000003.pth"), resumed)
     with open(os.path.join(resumed, "last_checkpoint"), "w") as f:
-        f.write("model_0000001.pth")
+        f.write("model_0000003.pth")
     result = run_train_net(["--resume", *args, "OUTPUT_DIR", resumed])
-    assert "Exact resume: drawing again the 2 batches already trained" in result.stdout
+    assert "Exact resume: drawing again the 4 batches already trained" in result.stdout
     expected = _weights(os.path.join(whole, "model_final.pth"))
     got = _weights(os.path.join(resumed, "model_final.pth"))
     assert max((got[k].double() - expected[k].double()).abs().max().item() for k in expected) < 1e-6

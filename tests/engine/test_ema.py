@@ -107,7 +107,7 @@ def test_trainer_updates_the_average_before_checkpointing_and_evaluating_it(tiny
     kinds = [type(h) for h in trainer._hooks]
     ema_at = kinds.index(EMAUpdate)
     assert kinds[ema_at - 1] is hooks.LRScheduler
-    assert ema_at < kinds.index(hooks.PeriodicCheckpointer) < kinds.index(hooks.EvalHook)
+    assert ema_at < kinds.index(hooks.EvalHook) < kinds.index(hooks.PeriodicCheckpointer)
     assert trainer.evaluation_model is trainer.model_ema.module
     assert "model_ema" in trainer.checkpointer.checkpointables
 

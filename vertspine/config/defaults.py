@@ -95,6 +95,17 @@ def _add_framework_config(cfg: CN) -> None:
     # Learning-rate factor of model.backbone's parameters (official Sparse R-CNN key; 1 = off).
     cfg.SOLVER.BACKBONE_MULTIPLIER = 1.0
     # CLIP_GRADIENTS.CLIP_TYPE also accepts "full_model": one norm over all parameters.
+    # Learning rate stepped on a validation metric (vertspine.engine.plateau): the schedule of
+    # LR_SCHEDULER_NAME times a scale, multiplied by FACTOR when METRIC (an evaluation results
+    # key, e.g. "prompt_seg/DSC"; "" = off; needs TEST.EVAL_PERIOD) has not improved by a
+    # relative THRESHOLD for more than PATIENCE evaluations in a row; never below MIN_SCALE.
+    cfg.SOLVER.PLATEAU = CN()
+    cfg.SOLVER.PLATEAU.METRIC = ""
+    cfg.SOLVER.PLATEAU.MODE = "max"
+    cfg.SOLVER.PLATEAU.FACTOR = 0.5
+    cfg.SOLVER.PLATEAU.PATIENCE = 2
+    cfg.SOLVER.PLATEAU.THRESHOLD = 1e-4
+    cfg.SOLVER.PLATEAU.MIN_SCALE = 0.0
 
     # Keep the checkpoint with the best value of an evaluation metric ("" = off),
     # e.g. "bbox/AP50"; written as OUTPUT_DIR/model_best.pth.

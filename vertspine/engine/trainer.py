@@ -14,9 +14,12 @@ What differs from DefaultTrainer, and why:
 - The evaluator chosen from the dataset's ``evaluator_type`` (:mod:`vertspine.evaluation`);
   results written to ``OUTPUT_DIR/inference/evaluation_results.json``.
 - Optional hooks: validation loss (``TEST.VAL_LOSS_PERIOD``), best checkpoint
-  (``TEST.BEST_CHECKPOINT_METRIC``) and an exponential moving average of the weights that the
-  evaluations use (``MODEL_EMA``, :mod:`.ema`); the progress line every
+  (``TEST.BEST_CHECKPOINT_METRIC``), a learning rate stepped on a validation metric
+  (``SOLVER.PLATEAU``, :mod:`.plateau`) and an exponential moving average of the weights that
+  the evaluations use (``MODEL_EMA``, :mod:`.ema`); the progress line every
   ``VERTSPINE.LOG_PERIOD`` iterations.
+- Periodic checkpoints are written after the evaluation of the same iteration, so that they
+  hold what that evaluation changed (the plateau schedule's state).
 """
 import json
 import logging
@@ -42,6 +45,7 @@ from .ema import EMA_CHECKPOINT_KEY, EMAUpdate, build_model_ema
 from .hooks import ValidationLoss
 from .launch import create_ddp_model
 from .optimizer import build_optimizer
+from .plateau import PlateauScaledSchedule, ValidationPlateau, check_plateau_settings
 from .resume import ReplayableLoader, RNGStates, preserved_rng_states
 from .writers import MetricsJSONWriter
 
@@ -149,6 +153,18 @@ class Trainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """detectron2's schedule; with SOLVER.PLATEAU.METRIC its multiplier is wrapped in a
+        :class:`PlateauScaledSchedule` that the :class:`ValidationPlateau` hook lowers."""
+        scheduler = super().build_lr_scheduler(cfg, optimizer)
+        check_plateau_settings(cfg)
+        if cfg.SOLVER.PLATEAU.METRIC:
+            # LRMultiplier reads its fvcore schedule from _multiplier at every step (and does
+            # not save it: the plateau state is the hook's)
+            scheduler._multiplier = PlateauScaledSchedule(scheduler._multiplier)
+        return scheduler
+
+    @classmethod
     def build_train_loader(cls, cfg):
         loader = build_train_loader(cfg, build_dataset_mapper(cfg, is_train=True))
         check_num_classes(cfg, cfg.DATASETS.TRAIN)
@@ -189,14 +205,15 @@ class Trainer(DefaultTrainer):
         return self.model if self.model_ema is None else self.model_ema.module
 
     def build_hooks(self):
-        """DefaultTrainer's hooks, plus validation loss, best checkpoint and weight EMA when
-        configured.
+        """DefaultTrainer's hooks, plus validation loss, best checkpoint, plateau schedule and
+        weight EMA when configured.
 
         The EMA update runs right after the learning-rate step, before the checkpointer and the
         evaluation, which evaluates :attr:`evaluation_model`. DefaultTrainer's own
         PeriodicWriter (period 20, fixed in its code) is reused with the period
         VERTSPINE.LOG_PERIOD and kept last, so that it writes what the added hooks stored;
-        building a second one would open a second, empty TensorBoard file.
+        building a second one would open a second, empty TensorBoard file. The plateau hook
+        follows the evaluation; the periodic checkpointer follows both.
         """
         cfg = self.cfg
         ret = [self._evaluation_hook() if isinstance(h, hooks.EvalHook) else h
@@ -205,8 +222,16 @@ class Trainer(DefaultTrainer):
             after_lr = 1 + next(i for i, h in enumerate(ret) if isinstance(h, hooks.LRScheduler))
             model = getattr(self.model, "module", self.model)  # DDP-unwrapped
             ret.insert(after_lr, EMAUpdate(self.model_ema, model))
+        if cfg.SOLVER.PLATEAU.METRIC:
+            plateau = cfg.SOLVER.PLATEAU
+            after_eval = 1 + next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+            ret.insert(after_eval, ValidationPlateau(
+                self.scheduler._multiplier, cfg.TEST.EVAL_PERIOD, plateau.METRIC, plateau.MODE,
+                plateau.FACTOR, plateau.PATIENCE, plateau.THRESHOLD, plateau.MIN_SCALE))
+        checkpointers = [h for h in ret if isinstance(h, hooks.PeriodicCheckpointer)]
         writers = [h for h in ret if isinstance(h, hooks.PeriodicWriter)]  # main process only
-        ret = [h for h in ret if not isinstance(h, hooks.PeriodicWriter)]
+        ret = [h for h in ret if not isinstance(h, (hooks.PeriodicCheckpointer,
+                                                    hooks.PeriodicWriter))] + checkpointers
         if cfg.TEST.VAL_LOSS_PERIOD > 0 and cfg.DATASETS.TEST:
             loader = self.build_validation_loss_loader(cfg, cfg.DATASETS.TEST[0])
             ret.append(ValidationLoss(cfg.TEST.VAL_LOSS_PERIOD, loader, cfg.TEST.VAL_LOSS_NUM_BATCHES))
