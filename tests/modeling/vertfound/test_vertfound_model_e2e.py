@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from detectron2.structures import Boxes
+from detectron2.structures import Boxes, Instances
 
 from vertspine.modeling.vertfound import VertFound
 from vertfound_test_utils import synthetic_input, tiny_cfg, tiny_model
@@ -48,6 +48,31 @@ def test_argmax_decoding_when_viterbi_is_off():
     with torch.no_grad():
         inst = model([synthetic_input(6, seed=4)])[0]["instances"]
     assert inst.pred_classes.tolist() == inst.level_probs.argmax(1).tolist()
+
+
+def _mirrored(x):
+    """The input mirrored left-right, its boxes with it (x -> W - x)."""
+    width = x["image"].shape[-1]
+    boxes = x["instances"].gt_boxes.tensor
+    mirrored = Instances(x["instances"].image_size, **x["instances"].get_fields())
+    mirrored.gt_boxes = Boxes(torch.stack([width - boxes[:, 2], boxes[:, 1],
+                                           width - boxes[:, 0], boxes[:, 3]], dim=1))
+    return dict(x, image=x["image"].flip(-1), instances=mirrored)
+
+
+def test_test_flip_averages_the_logits_of_the_image_and_its_mirror():
+    x = synthetic_input(5, seed=7, size=(96, 72))
+    model = tiny_model(tiny_cfg("MODEL.VERTFOUND.DECODE.VITERBI", "False")).eval()
+    with torch.no_grad():
+        plain, mirror = (model([inp])[0]["instances"] for inp in (x, _mirrored(x)))
+        model.test_flip = True
+        both = model([x])[0]["instances"]
+    # each box's probabilities, in gt order
+    probs = [inst.level_probs[inst.gt_indices.argsort()] for inst in (plain, mirror, both)]
+    assert not torch.allclose(probs[0], probs[1], atol=1e-3)  # the mirror does change them
+    expected = ((torch.logit(probs[0].double()) + torch.logit(probs[1].double())) / 2).sigmoid()
+    torch.testing.assert_close(probs[2].double(), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(both.pred_boxes.tensor, plain.pred_boxes.tensor)
 
 
 def test_image_without_boxes():

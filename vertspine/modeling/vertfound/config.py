@@ -154,6 +154,9 @@ def add_vertfound_config(cfg: CN) -> CN:
     node.DECODE.VITERBI = True
     # Log sigmoid score charged per level skipped between neighbouring boxes (0 = gaps free).
     node.DECODE.GAP_PENALTY = 2.0
+    # Test-time flip: average each box's level logits over the image and its horizontal mirror
+    # (twice the inference cost; training with INPUT.RANDOM_FLIP "horizontal" sees both).
+    node.DECODE.TEST_FLIP = False
 
     node.CACHE = CN()
     # Embedding cache from scripts/generate_embedding.py used in training ("" = none).

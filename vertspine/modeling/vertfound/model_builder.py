@@ -88,6 +88,7 @@ def vertfound_parts_from_config(cfg) -> Dict[str, Any]:
         "order_margin": loss.ORDER_MARGIN,
         "viterbi": node.DECODE.VITERBI,
         "gap_penalty": node.DECODE.GAP_PENALTY,
+        "test_flip": node.DECODE.TEST_FLIP,
         "box_source": node.BOX_SOURCE,
         "detections": detections,
         "cache": cache,

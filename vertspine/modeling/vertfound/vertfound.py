@@ -55,7 +55,7 @@ class VertFound(nn.Module):
                  focal_gamma: float = 2.0, ot_epsilon: float = 0.05, ot_iters: int = 1000,
                  ot_tolerance: float = 1e-2, ot_target: str = "sets",
                  order_mode: str = "gt_step", order_margin: float = 1.0, viterbi: bool = True,
-                 gap_penalty: float = 2.0, box_source: str = "gt",
+                 gap_penalty: float = 2.0, test_flip: bool = False, box_source: str = "gt",
                  detections: Optional[Dict[Any, Tuple[Tensor, Tensor]]] = None,
                  cache: Optional[EmbeddingCache] = None, use_cached_clip: bool = True,
                  input_format: str = "RGB", box_chunk: int = 64, sam_roi_size: int = 0,
@@ -81,6 +81,8 @@ class VertFound(nn.Module):
             focal_alpha, focal_gamma, ot_epsilon, ot_iters, ot_tolerance, ot_target,
                 order_mode, order_margin: losses (see :mod:`.loss`).
             viterbi, gap_penalty: decoding (see :func:`monotone_viterbi`).
+            test_flip: at inference, average each box's level logits over the image and its
+                horizontal mirror (the box mirrored with it) before decoding.
             box_source: "gt" or "detections" (inference boxes; training always uses gt).
             detections: image_id -> (boxes XYXY original pixels, scores), for "detections".
             cache: embedding cache used in training.
@@ -140,7 +142,7 @@ class VertFound(nn.Module):
                              f"{OT_TARGETS}.")
         self.ot = (ot_epsilon, ot_iters, ot_tolerance, ot_target)
         self.order = (order_mode, order_margin)
-        self.viterbi, self.gap_penalty = viterbi, gap_penalty
+        self.viterbi, self.gap_penalty, self.test_flip = viterbi, gap_penalty, test_flip
         self.box_source, self.detections = box_source, detections or {}
         self.cache, self._cache_checked, self._warned_missing = cache, False, False
         self.use_cached_clip = bool(use_cached_clip and cache is not None and cache.has_clip
@@ -216,8 +218,21 @@ class VertFound(nn.Module):
         if self.training:
             labels = [x["instances"].gt_classes.to(self.device) for x in batched_inputs]
             return self.losses(logits, features, text, valid, boxes, labels)
+        if self.test_flip:
+            logits = (logits + self._mirrored_logits(batched_inputs, images, boxes, entries)) / 2
         return [{"instances": self._inference(x, image, b, lg[: len(b)], idx)}
                 for x, image, b, lg, idx in zip(batched_inputs, images, boxes, logits, gt_indices)]
+
+    def _mirrored_logits(self, batched_inputs, images, boxes, entries) -> Tensor:
+        """Padded logits [B, N, K] of the horizontally mirrored images and boxes (same box
+        order): x -> W - x, so XYXY (x0, y0, x1, y1) -> (W - x1, y0, W - x0, y1)."""
+        mirrored_images = [image.flip(-1) for image in images]
+        mirrored_boxes = [torch.stack([image.shape[-1] - b[:, 2], b[:, 1],
+                                       image.shape[-1] - b[:, 0], b[:, 3]], dim=1)
+                          for image, b in zip(images, boxes)]
+        sam_tokens = self._sam_tokens(batched_inputs, mirrored_images, mirrored_boxes, entries)
+        clip_tokens = self._clip_tokens(mirrored_images, entries)
+        return self._logits(sam_tokens, clip_tokens, mirrored_boxes, mirrored_images)[0]
 
     def _rgb(self, image: Tensor) -> Tensor:
         image = image.to(self.device)
