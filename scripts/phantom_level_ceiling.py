@@ -8,7 +8,8 @@ phantom's landmarks alone, and how many images have 1, 2, ... consistent run pos
 
 With ``--predictions OUTPUT/inference/phantom_vertebrae_val/vertebra_level_per_image.json``
 (written by the ``vertebra_level`` evaluator) it also prints the model's IDR and IRA on the
-images whose landmarks pin the run to one position and on the ambiguous rest.
+images whose landmarks pin the run to one position, on the ambiguous ones and on those whose
+landmarks point to the wrong position (a transitional L6 above the sacrum reads as L5).
 """
 import argparse
 import collections
@@ -42,13 +43,16 @@ def print_split_results(path: str) -> None:
     with open(path, encoding="utf-8") as f:
         per_image = json.load(f)
     pinned, ambiguous = "pinned (1 position)", "ambiguous (2+ positions)"
-    groups = {pinned: [0, 0, 0, 0], ambiguous: [0, 0, 0, 0]}  # right, vertebrae, all right, images
+    misleading = "misleading (transitional L6)"
+    # right, vertebrae, all right, images
+    groups = {pinned: [0, 0, 0, 0], ambiguous: [0, 0, 0, 0], misleading: [0, 0, 0, 0]}
     for image in per_image:
         if not image["gt"]:
             continue
         ids = [VERTEBRA_LEVELS.index(name) + 1 for name in image["gt"]]
         right = sum(g == p for g, p in zip(image["gt"], image["pred"]))
-        group = groups[pinned if len(consistent_shifts(ids)) == 1 else ambiguous]
+        shifts = consistent_shifts(ids)
+        group = groups[misleading if 0 not in shifts else pinned if shifts == [0] else ambiguous]
         group[0] += right
         group[1] += len(ids)
         group[2] += int(right == len(ids))

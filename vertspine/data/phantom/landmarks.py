@@ -30,40 +30,53 @@ def _landmark(level: int) -> str:
 
 
 def consistent_shifts(levels: Sequence[int]) -> List[int]:
-    """Shifts d such that ``levels + d`` shows the same landmarks as ``levels``.
+    """Shifts d such that ``levels + d`` shows the same landmarks as ``levels``, to a reader
+    who knows the landmarks but not the patient's number of lumbar vertebrae.
+
+    Such a reader takes a run that ends on the sacrum to end at L5 (the common anatomy; a
+    phantom patient has a transitional L6 with probability 0.05) unless the run shows six
+    lumbar vertebrae. For an L6 patient whose run ends on the sacrum with fewer lumbar
+    vertebrae in view, 0 is then not among the shifts: the landmarks mislead (L3-L6 above the
+    sacrum reads as L2-L5).
 
     Args:
         levels: the level ids in view, consecutive (any order). The patient's last lumbar level
             is L6 when 25 is in view, else L5; the sacrum is seen when the run reaches it.
     Returns:
-        the consistent shifts, 0 included, ascending.
+        the consistent shifts under the first anatomy (5, then 6 lumbar vertebrae) that has
+        any, ascending.
     """
     run = sorted(set(int(level) for level in levels))
     if not run:
         raise ValueError("consistent_shifts needs at least one level.")
     if run != list(range(run[0], run[-1] + 1)):
         raise ValueError(f"levels {run} are not consecutive.")
-    last = _L6 if _L6 in run else _L5
     pattern = [_landmark(level) for level in run]
-    sacrum = run[-1] == last
-    shifts = []
-    for shift in range(1 - run[0], last - run[-1] + 1):
-        moved = [level + shift for level in run]
-        if [_landmark(level) for level in moved] == pattern and (moved[-1] == last) == sacrum:
-            shifts.append(shift)
-    return shifts
+    sacrum = run[-1] == (_L6 if _L6 in run else _L5)
+    for last in (_L5, _L6):  # the reader's assumed anatomy, the common one first
+        shifts = []
+        for shift in range(1 - run[0], last - run[-1] + 1):
+            moved = [level + shift for level in run]
+            if [_landmark(level) for level in moved] == pattern and (moved[-1] == last) == sacrum:
+                shifts.append(shift)
+        if shifts:
+            return shifts
+    return []
 
 
 def landmark_ceiling(images: Iterable[Sequence[int]]) -> Tuple[float, List[int]]:
     """The landmark ceiling of IDR (percent) over images, and each image's shift count.
+
+    An image with k consistent shifts, 0 among them, counts 1/k of its vertebrae right; one
+    whose shifts miss 0 (the landmarks mislead, see :func:`consistent_shifts`) counts none.
 
     Args:
         images: per image, the level ids of its vertebrae (one entry per vertebra).
     """
     right, total, counts = 0.0, 0, []
     for levels in images:
-        count = len(consistent_shifts(levels))
-        counts.append(count)
-        right += len(levels) / count
+        shifts = consistent_shifts(levels)
+        counts.append(len(shifts))
+        right += len(levels) / len(shifts) if 0 in shifts else 0.0
         total += len(levels)
     return (100.0 * right / total if total else float("nan")), counts
