@@ -136,7 +136,7 @@ def predict_folder(cfg, args) -> List[Dict]:
         raise ValueError("--output must differ from --input (outputs keep the input names).")
     modalities, _ = assign_modalities(files, args.modality_csv, unknown="skip")
     options = {"batch_slices": args.batch_slices, "min_iou": args.min_iou,
-               "on_collapse": args.on_collapse}
+               "on_collapse": args.on_collapse, "within_box": not args.masks_outside_box}
     router = ModelRouter(find_routes(args.weights),
                          model_loader(cfg, args.engine, args.cache_dir, args.threads, **options))
     os.makedirs(args.output, exist_ok=True)
@@ -169,6 +169,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="3D: a mask with a lower predicted IoU counts as collapsed")
     parser.add_argument("--on-collapse", choices=("stop", "box"), default="stop",
                         help="3D: stop propagating, or retry once with the box's rectangle")
+    parser.add_argument("--masks-outside-box", action="store_true",
+                        help="3D: let propagated prompts and masks leave the 3D box's rectangle "
+                             "(as the originals; by default they stay inside it)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser
 

@@ -44,15 +44,33 @@ def drifting_disc(depth=9, size=32, radius=4, step=2, start=8):
 def test_follows_a_drifting_object_to_both_ends_including_z_max():
     volume = drifting_disc()
     model = ThresholdSegmenter()
-    # the 2D rectangle covers the object on the middle slice only (z_mid = 4, centre x = 16)
+    # the 2D rectangle covers the object on the middle slice only (z_mid = 4, centre x = 16):
+    # a box narrower than its object, followed only when masks may leave the box
     box = np.array([[11, 11, 0, 21, 21, 8]])
-    segs, scores, report = propagate_boxes(volume, box, model.segmenter, expand=3)
+    segs, scores, report = propagate_boxes(volume, box, model.segmenter, expand=3,
+                                           within_box=False)
     assert segs.dtype == np.uint16
     np.testing.assert_array_equal(segs, volume.astype(np.uint16))
     assert segs[8].sum() == volume[8].sum() > 0  # the original skips z_max
     assert report.slices_per_box == [9] and report.stopped == [{"up": None, "down": None}]
     assert report.encoder_calls == report.distinct_slices == 9 and sum(model.encoded) == 9
     assert np.allclose(scores[volume > 0], 0.9)
+
+
+def test_masks_stay_inside_their_box_and_do_not_drift_onto_a_neighbour():
+    # a disc (x 7..13) inside its box and a bar next to it (x 15..20) on every slice: the
+    # expanded prompt of slice z_mid + 1 reaches the bar, and without confinement each next
+    # prompt grows further onto it
+    rows, cols = np.mgrid[:32, :32]
+    disc = (rows - 16) ** 2 + (cols - 10) ** 2 <= 9
+    bar = (cols >= 15) & (cols <= 20) & (rows >= 10) & (rows <= 22)
+    volume = np.repeat((disc | bar)[None].astype(np.float32), 9, axis=0)
+    box = np.array([[6, 12, 0, 14, 20, 8]])
+    segs, _, _ = propagate_boxes(volume, box, ThresholdSegmenter().segmenter, expand=3)
+    np.testing.assert_array_equal(segs, np.repeat(disc[None], 9, axis=0).astype(np.uint16))
+    drifted, _, _ = propagate_boxes(volume, box, ThresholdSegmenter().segmenter, expand=3,
+                                    within_box=False)
+    assert drifted[8][bar].all() and not drifted[4][bar].any()  # the middle slice is right
 
 
 def test_each_slice_is_encoded_once_for_all_boxes_in_batches():

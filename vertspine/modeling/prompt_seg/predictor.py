@@ -53,7 +53,7 @@ class BoxPromptPredictor:
 
     def __init__(self, encoder: InferenceEngine, decoder: InferenceEngine, *, image_size: int,
                  box_chunk: int = 16, batch_slices: int = 8, expand: float = 3.0,
-                 min_iou: float = 0.0, on_collapse: str = "stop",
+                 min_iou: float = 0.0, on_collapse: str = "stop", within_box: bool = True,
                  device: torch.device = torch.device("cpu")):
         """
         Args:
@@ -63,7 +63,8 @@ class BoxPromptPredictor:
             image_size: S in px.
             box_chunk: boxes per decoder call.
             batch_slices: 3D slices per encoder call.
-            expand, min_iou, on_collapse: 3D propagation (:func:`.propagation.propagate_boxes`).
+            expand, min_iou, on_collapse, within_box: 3D propagation
+                (:func:`.propagation.propagate_boxes`).
             device: where inputs are put (a torch engine's model device; exported engines run
                 on the CPU and take inputs from anywhere).
         """
@@ -73,7 +74,8 @@ class BoxPromptPredictor:
         self.encoder, self.decoder, self.image_size = encoder, decoder, int(image_size)
         self.box_chunk, self.batch_slices = int(box_chunk), int(batch_slices)
         self.device = torch.device(device)
-        self.propagation = {"expand": expand, "min_iou": min_iou, "on_collapse": on_collapse}
+        self.propagation = {"expand": expand, "min_iou": min_iou, "on_collapse": on_collapse,
+                            "within_box": within_box}
 
     @classmethod
     def from_model(cls, model: nn.Module, kind: str = "torch", *, cache_dir: Optional[str] = None,

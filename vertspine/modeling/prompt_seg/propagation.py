@@ -10,6 +10,10 @@ frame on each side (3 px at 256 px, as ``get_bbox256(mask, bbox_shift=3)``). Whe
 mask is empty or its predicted IoU fell below ``min_iou``, propagation in that direction either
 stops (``on_collapse="stop"``: the remaining slices stay background) or retries once with the
 box's own 2D rectangle (``"box"``, the baseline's fallback) and stops if that collapses too.
+With ``within_box`` (the default) every prompt and every mask is confined to the 3D box's own
+rectangle, which by definition holds the object on every slice: without it a mask that spills
+onto a neighbouring structure widens the next slice's prompt, and the propagation can drift onto
+that structure (the originals do not confine).
 
 Every slice inside any box's z-range is encoded exactly once (in batches), before any box is
 decoded, and reused by every box. Where the masks of several boxes overlap, the voxel takes the
@@ -86,7 +90,8 @@ def _check_boxes(boxes: np.ndarray, shape: Tuple[int, int, int]) -> np.ndarray:
 
 def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegmenter, *,
                     expand: float = 3.0, min_iou: float = 0.0, on_collapse: str = "stop",
-                    batch_slices: int = 8) -> Tuple[np.ndarray, np.ndarray, PropagationReport]:
+                    batch_slices: int = 8, within_box: bool = True
+                    ) -> Tuple[np.ndarray, np.ndarray, PropagationReport]:
     """Segment every 3D box of a volume.
 
     Args:
@@ -97,6 +102,7 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         min_iou: a mask with predicted IoU below this counts as collapsed.
         on_collapse: "stop" or "box" (see the module docstring).
         batch_slices: slices per encoder call.
+        within_box: confine prompts and masks to each box's rectangle (module docstring).
     Returns:
         (segs uint16 [D, H, W]: 0 background, box i -> i + 1; scores float32 [D, H, W]: the
         predicted IoU of the winning mask, 0 on background; the report).
@@ -123,9 +129,15 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
     margin = expand * max(height, width) / segmenter.input_size
     limit = np.array([width - 1, height - 1, width - 1, height - 1], np.float32)
 
-    def segment(z: int, box2d: np.ndarray, label: int) -> Tuple[np.ndarray, float]:
+    rows, cols = np.arange(height)[:, None], np.arange(width)[None, :]
+
+    def segment(z: int, box2d: np.ndarray, label: int, bounds: np.ndarray
+                ) -> Tuple[np.ndarray, float]:
         masks, ious = segmenter.decode(embeddings[z], box2d[None].astype(np.float32))
         mask, iou = np.asarray(masks[0], bool), float(ious[0])
+        if within_box:
+            x0, y0, x1, y1 = bounds
+            mask = mask & (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
         wins = mask & (iou > scores[z])
         segs[z][wins], scores[z][wins] = label, iou
         return mask, iou
@@ -135,7 +147,9 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         rectangle = np.clip(box[[0, 1, 3, 4]].astype(np.float32), 0, limit)
         z_min, z_max = int(box[2]), int(box[5])
         z_mid = z_min + (z_max - z_min) // 2
-        middle, middle_iou = segment(z_mid, rectangle, label)
+        high = rectangle[[2, 3, 2, 3]] if within_box else limit
+        low = rectangle[[0, 1, 0, 1]] if within_box else np.zeros(4, np.float32)
+        middle, middle_iou = segment(z_mid, rectangle, label, rectangle)
         count, stopped = 1, {"up": None, "down": None}
         for direction, steps in (("up", range(z_mid + 1, z_max + 1)),
                                  ("down", range(z_mid - 1, z_min - 1, -1))):
@@ -147,9 +161,9 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
                     stopped[direction] = z
                     break
                 prompt = rectangle if collapsed else np.clip(
-                    tight + np.array([-margin, -margin, margin, margin]), 0, limit)
+                    tight + np.array([-margin, -margin, margin, margin]), low, high)
                 fell_back = collapsed
-                previous, previous_iou = segment(z, prompt, label)
+                previous, previous_iou = segment(z, prompt, label, rectangle)
                 count += 1
         report.slices_per_box.append(count)
         report.stopped.append(stopped)
