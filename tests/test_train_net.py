@@ -174,7 +174,10 @@ _DETERMINISTIC = [
 
 def test_two_gloo_processes_train_like_one(phantom_opts, tmp_path):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    base = ["--config-file", INSTANT_CONFIG, *phantom_opts, *_DETERMINISTIC]
+    # with a learning rate stepped on the validation AP: the second process, which holds no
+    # evaluation results, follows the main process's decision
+    base = ["--config-file", INSTANT_CONFIG, *phantom_opts, *_DETERMINISTIC,
+            "TEST.EVAL_PERIOD", "2", "SOLVER.PLATEAU.METRIC", "bbox/AP50"]
     run_train_net(["--num-gpus", "1", *base, "OUTPUT_DIR", one])
     run_train_net(["--num-gpus", "2", *base, "OUTPUT_DIR", two])
     assert os.path.isfile(os.path.join(two, "log.txt.rank1")), "no second process ran"

@@ -9,15 +9,18 @@ the evaluation results, e.g. ``prompt_seg/DSC`` or ``bbox/AP``, computed every
 row, as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` counts (relative threshold, no cooldown).
 The scale never goes below ``MIN_SCALE``.
 
-The scale, the best value and the count of evaluations without improvement are saved in every
-checkpoint (the hook's state), so ``--resume`` continues the same schedule; the trainer saves its
-periodic checkpoints after the evaluation of the same iteration for that reason.
+In several processes the main process's results decide, so every process lowers its rate at
+the same evaluation. The scale, the best value and the count of evaluations without
+improvement are saved in every checkpoint (the hook's state), so ``--resume`` continues the
+same schedule; the trainer saves its periodic checkpoints after the evaluation of the same
+iteration for that reason.
 """
 import logging
 import math
 from typing import Optional
 
 from detectron2.engine import HookBase
+from detectron2.utils import comm
 from fvcore.common.param_scheduler import ParamScheduler
 
 __all__ = ["PlateauScaledSchedule", "ValidationPlateau", "check_plateau_settings"]
@@ -104,6 +107,8 @@ class ValidationPlateau(HookBase):
         if next_iter % self.eval_period or next_iter == self.trainer.max_iter:
             return  # EvalHook evaluates at these iterations (and after the last, too late here)
         value, iteration = self.trainer.storage.latest().get(self.metric, (None, None))
+        # the main process holds the evaluation's results; every process steps as it decides
+        value, iteration = comm.all_gather((value, iteration))[0]
         if iteration != self.trainer.iter:
             raise KeyError(
                 f"SOLVER.PLATEAU.METRIC {self.metric!r} is not among the results of the "
