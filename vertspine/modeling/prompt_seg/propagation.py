@@ -131,13 +131,10 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
 
     rows, cols = np.arange(height)[:, None], np.arange(width)[None, :]
 
-    def segment(z: int, box2d: np.ndarray, label: int, bounds: np.ndarray
+    def segment(z: int, box2d: np.ndarray, label: int, allowed: np.ndarray
                 ) -> Tuple[np.ndarray, float]:
         masks, ious = segmenter.decode(embeddings[z], box2d[None].astype(np.float32))
-        mask, iou = np.asarray(masks[0], bool), float(ious[0])
-        if within_box:
-            x0, y0, x1, y1 = bounds
-            mask = mask & (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
+        mask, iou = np.asarray(masks[0], bool) & allowed, float(ious[0])
         wins = mask & (iou > scores[z])
         segs[z][wins], scores[z][wins] = label, iou
         return mask, iou
@@ -149,7 +146,9 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         z_mid = z_min + (z_max - z_min) // 2
         high = rectangle[[2, 3, 2, 3]] if within_box else limit
         low = rectangle[[0, 1, 0, 1]] if within_box else np.zeros(4, np.float32)
-        middle, middle_iou = segment(z_mid, rectangle, label, rectangle)
+        # the pixels this box's masks may cover, the same on every slice
+        allowed = ((cols >= low[0]) & (cols <= high[0]) & (rows >= low[1]) & (rows <= high[1]))
+        middle, middle_iou = segment(z_mid, rectangle, label, allowed)
         count, stopped = 1, {"up": None, "down": None}
         for direction, steps in (("up", range(z_mid + 1, z_max + 1)),
                                  ("down", range(z_mid - 1, z_min - 1, -1))):
@@ -163,7 +162,7 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
                 prompt = rectangle if collapsed else np.clip(
                     tight + np.array([-margin, -margin, margin, margin]), low, high)
                 fell_back = collapsed
-                previous, previous_iou = segment(z, prompt, label, rectangle)
+                previous, previous_iou = segment(z, prompt, label, allowed)
                 count += 1
         report.slices_per_box.append(count)
         report.stopped.append(stopped)
