@@ -8,10 +8,12 @@
 
 Every ``*.npz`` of ``--input`` holding ``imgs`` and ``boxes`` (2D (N, 4) / 3D (N, 6) inclusive
 pixel indices, 3D with ``spacing``) gives ``--output/<same name>`` with ``segs`` (uint16: box i ->
-label i + 1, 0 background, overlaps to the higher predicted IoU) and a row of
+label i + 1, 0 background, overlaps per ``MODEL.PROMPT_SEG.OVERLAP``) and a row of
 ``--output/predictions.csv``: file, modality, route, status, boxes, encoder calls, distinct slices
 inside the boxes (3D), model load seconds (0 once loaded) and the case's seconds (reading,
-inference and writing; model load excluded).
+inference and writing; model load excluded). 3D propagation follows
+``MODEL.PROMPT_SEG.PROPAGATION`` (``KEY VALUE`` overrides, e.g.
+``MODEL.PROMPT_SEG.PROPAGATION.WITHIN_PROMPT False`` for the originals' whole masks).
 
 ``--weights``: a checkpoint, an export folder of ``tools/export_prompt_seg.py`` (run with
 ``--engine onnxruntime`` or ``openvino``), or a folder of per-modality models plus a general
@@ -56,6 +58,7 @@ from vertspine.modeling.prompt_seg import (  # noqa: E402
     RoutingError,
     find_routes,
     load_prompt_seg_checkpoint,
+    inference_options,
 )
 from vertspine.utils.file_io import atomic_write  # noqa: E402
 
@@ -135,8 +138,7 @@ def predict_folder(cfg, args) -> List[Dict]:
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ValueError("--output must differ from --input (outputs keep the input names).")
     modalities, _ = assign_modalities(files, args.modality_csv, unknown="skip")
-    options = {"batch_slices": args.batch_slices, "min_iou": args.min_iou,
-               "on_collapse": args.on_collapse, "within_box": not args.masks_outside_box}
+    options = dict(inference_options(cfg), batch_slices=args.batch_slices)
     router = ModelRouter(find_routes(args.weights),
                          model_loader(cfg, args.engine, args.cache_dir, args.threads, **options))
     os.makedirs(args.output, exist_ok=True)
@@ -165,13 +167,6 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--unknown-modality", choices=("skip", "general"), default="skip",
                         help="cases whose modality is unknown: skip (reported) or general model")
     parser.add_argument("--batch-slices", type=int, default=8, help="3D slices per encoder call")
-    parser.add_argument("--min-iou", type=float, default=0.0,
-                        help="3D: a mask with a lower predicted IoU counts as collapsed")
-    parser.add_argument("--on-collapse", choices=("stop", "box"), default="stop",
-                        help="3D: stop propagating, or retry once with the box's rectangle")
-    parser.add_argument("--masks-outside-box", action="store_true",
-                        help="3D: let propagated prompts and masks leave the 3D box's rectangle "
-                             "(as the originals; by default they stay inside it)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser
 

@@ -119,3 +119,31 @@ def test_3d_slices_random_draw_and_ct_window(tmp_path):
     np.testing.assert_allclose(mr["image"].numpy(), preprocess_image(volume[2], 12)[0])
     with pytest.raises(KeyError, match="slice_index"):
         mapper(False, image_size=12)(record)
+
+
+def test_3d_boxes_from_adjacent_slices_with_their_probability(tmp_path):
+    # an object moving 2 px along x per slice on slices 1-3, another only on slice 2
+    labels = np.zeros((5, 12, 12), np.uint8)
+    for z, x in ((1, 1), (2, 3), (3, 5)):
+        labels[z, 2:6, x:x + 4] = 1
+    labels[2, 8:11, 8:11] = 2
+    path = str(tmp_path / "CT_moving.npz")
+    write_prompt_seg_npz(path, np.zeros((5, 12, 12), np.int16), gts=labels,
+                         spacing=(2.5, 0.8, 0.8))
+    record = {"file_name": path, "image_id": "CT_moving", "modality": "CT", "height": 12,
+              "width": 12, "slice_index": 2}
+    np.random.seed(0)
+    always = mapper(True, image_size=12, neighbour_slice_box_prob=1.0)
+    seen = set()
+    for _ in range(20):
+        out = always(record)
+        np.testing.assert_array_equal(out["gt_masks"][0].numpy(), labels[2] == 1)  # own mask
+        seen.add(tuple(out["boxes"][0].tolist()))
+        np.testing.assert_array_equal(out["boxes"][1].numpy(), [8, 8, 10, 10])  # no neighbour
+    assert seen == {(1, 2, 4, 5), (5, 2, 8, 5)}  # slice 1's box and slice 3's, never its own
+    never = mapper(True, image_size=12, neighbour_slice_box_prob=0.0)(record)
+    np.testing.assert_array_equal(never["boxes"][0].numpy(), [3, 2, 6, 5])
+    edge = always(dict(record, slice_index=1))  # slice 0 does not hold it: slice 2's box
+    np.testing.assert_array_equal(edge["boxes"][0].numpy(), [3, 2, 6, 5])
+    with pytest.raises(ValueError, match="NEIGHBOUR_SLICE_BOX_PROB"):
+        mapper(True, image_size=12, neighbour_slice_box_prob=1.5)

@@ -6,7 +6,7 @@ from math import sqrt
 import numpy as np
 import pytest
 
-from vertspine.evaluation.prompt_seg_metrics import case_scores, merge_box_masks
+from vertspine.evaluation.prompt_seg_metrics import case_scores, merge_box_masks, overlap_scores
 
 # A 10 x 10 px square; its contour: 36 straight corner points (length 1) + 4 corners (sqrt(2)/2).
 SQUARE = np.zeros((20, 20), np.uint8)
@@ -128,6 +128,20 @@ def test_merge_box_masks_higher_iou_wins_ties_to_the_lower_index():
     np.testing.assert_array_equal(reordered, merged)  # not "last one wins"
     low = merge_box_masks(masks[:2], np.array([0.6, 0.1]), np.array([7, 8]))
     assert low[3, 3] == 7
+
+
+def test_smaller_overlap_scores_let_the_nested_mask_win():
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, 0:8, 0:8] = True  # an organ, predicted IoU 0.9
+    masks[1, 3:5, 3:5] = True  # a lesion inside it, 0.4
+    ious = np.array([0.9, 0.4])
+    np.testing.assert_array_equal(overlap_scores(masks, ious, "iou"), ious)
+    np.testing.assert_array_equal(overlap_scores(masks, ious, "smaller"), [-64, -4])
+    merged = merge_box_masks(masks, overlap_scores(masks, ious, "smaller"), np.array([1, 2]))
+    assert (merged == 2).sum() == 4 and (merged == 1).sum() == 60
+    assert (merge_box_masks(masks, ious, np.array([1, 2])) == 1).all()
+    with pytest.raises(ValueError, match="'area' is not one of"):
+        overlap_scores(masks, ious, "area")
 
 
 def test_merge_box_masks_keeps_300_labels_and_3d():

@@ -41,12 +41,16 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["CaseScores", "PLANAR_NSD_MODES", "SPACING_ORDERS", "case_scores", "dsc_per_label",
-           "merge_box_masks", "nsd_per_label", "spacing_in_array_order"]
+           "merge_box_masks", "nsd_per_label", "OVERLAP_POLICIES", "overlap_scores",
+           "spacing_in_array_order"]
 
 PLANAR_NSD_MODES = ("contour", "slab")
 # "xyz": SimpleITK's order, the reverse of the (D, H, W) arrays (the challenge's files); "zyx"
 SPACING_ORDERS = ("xyz", "zyx")
 _MAX_LABEL = np.iinfo(np.uint16).max
+# Where the masks of several boxes overlap: "iou", the higher predicted IoU wins; "smaller", the
+# mask with fewer pixels wins (a structure nested inside another keeps its pixels).
+OVERLAP_POLICIES = ("iou", "smaller")
 
 
 @dataclass
@@ -76,6 +80,24 @@ class CaseScores:
     def mean_nsd(self) -> float:
         """Mean NSD over the scored labels; NaN when there is none."""
         return float(self.nsd.mean()) if len(self.labels) else float("nan")
+
+
+def overlap_scores(masks: np.ndarray, ious: np.ndarray, policy: str) -> np.ndarray:
+    """Each mask's priority where masks overlap (the higher wins; :data:`OVERLAP_POLICIES`).
+
+    Args:
+        masks: [B, *spatial] bool; ious: [B] predicted IoU; policy: "iou" or "smaller".
+    Returns:
+        float64 [B]: the IoU, or minus the mask's pixel count.
+    Raises:
+        ValueError: an unknown policy.
+    """
+    if policy not in OVERLAP_POLICIES:
+        raise ValueError(f"Overlap policy {policy!r} is not one of {OVERLAP_POLICIES}.")
+    if policy == "iou":
+        return np.asarray(ious, np.float64).reshape(-1)
+    masks = np.asarray(masks, bool)
+    return -masks.sum(axis=tuple(range(1, masks.ndim))).astype(np.float64)
 
 
 def merge_box_masks(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 IoU, collapse policies, boxes checked."""
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from vertspine.modeling.prompt_seg.propagation import SliceSegmenter, mask_box, propagate_boxes
 
@@ -11,9 +12,9 @@ class ThresholdSegmenter:
     foreground (> 0.5) inside the box; its IoU is 0.9, or 0.5 for boxes wider than ``wide``
     pixels, 0 for an empty mask. Records every slice it encodes."""
 
-    def __init__(self, wide: float = 1e9, input_size: int = 32):
+    def __init__(self, wide: float = 1e9):
         self.encoded, self.prompts, self.wide = [], [], wide
-        self.segmenter = SliceSegmenter(self.embed, self.decode, input_size)
+        self.segmenter = SliceSegmenter(self.embed, self.decode)
 
     def embed(self, slices):
         self.encoded.append(len(slices))
@@ -44,11 +45,10 @@ def drifting_disc(depth=9, size=32, radius=4, step=2, start=8):
 def test_follows_a_drifting_object_to_both_ends_including_z_max():
     volume = drifting_disc()
     model = ThresholdSegmenter()
-    # the 2D rectangle covers the object on the middle slice only (z_mid = 4, centre x = 16):
-    # a box narrower than its object, followed only when masks may leave the box
+    # the 2D rectangle covers the object on the middle slice only (z_mid = 4, centre x = 16);
+    # it moves 2 px per slice, less than the 3 px a prompt grows: followed to both ends
     box = np.array([[11, 11, 0, 21, 21, 8]])
-    segs, scores, report = propagate_boxes(volume, box, model.segmenter, expand=3,
-                                           within_box=False)
+    segs, scores, report = propagate_boxes(volume, box, model.segmenter, expand=24)
     assert segs.dtype == np.uint16
     np.testing.assert_array_equal(segs, volume.astype(np.uint16))
     assert segs[8].sum() == volume[8].sum() > 0  # the original skips z_max
@@ -57,20 +57,32 @@ def test_follows_a_drifting_object_to_both_ends_including_z_max():
     assert np.allclose(scores[volume > 0], 0.9)
 
 
-def test_masks_stay_inside_their_box_and_do_not_drift_onto_a_neighbour():
-    # a disc (x 7..13) inside its box and a bar next to it (x 15..20) on every slice: the
-    # expanded prompt of slice z_mid + 1 reaches the bar, and without confinement each next
-    # prompt grows further onto it
+class SpillingSegmenter(ThresholdSegmenter):
+    """A stand-in model whose mask is every foreground component the box touches, whole (it
+    spills out of the box)."""
+
+    def decode(self, embedding, boxes):
+        components, _ = ndimage.label(embedding > 0.5)
+        masks, _ = super().decode(embedding, boxes)
+        whole = [np.isin(components, np.unique(components[mask])) & (components > 0)
+                 for mask in masks]
+        return np.stack(whole), np.full(len(boxes), 0.9, np.float32)
+
+
+def test_masks_are_cut_to_their_prompt_box_so_a_spill_grows_by_expand_per_slice():
+    # a disc (x 7..13) with a bar attached to its right (x 14..30) on every slice; the box
+    # holds the disc; the model's masks take the whole connected shape
     rows, cols = np.mgrid[:32, :32]
     disc = (rows - 16) ** 2 + (cols - 10) ** 2 <= 9
-    bar = (cols >= 15) & (cols <= 20) & (rows >= 10) & (rows <= 22)
+    bar = (cols >= 14) & (rows >= 15) & (rows <= 17)
     volume = np.repeat((disc | bar)[None].astype(np.float32), 9, axis=0)
-    box = np.array([[6, 12, 0, 14, 20, 8]])
-    segs, _, _ = propagate_boxes(volume, box, ThresholdSegmenter().segmenter, expand=3)
-    np.testing.assert_array_equal(segs, np.repeat(disc[None], 9, axis=0).astype(np.uint16))
-    drifted, _, _ = propagate_boxes(volume, box, ThresholdSegmenter().segmenter, expand=3,
-                                    within_box=False)
-    assert drifted[8][bar].all() and not drifted[4][bar].any()  # the middle slice is right
+    box = np.array([[7, 13, 0, 13, 19, 8]])
+    segs, _, _ = propagate_boxes(volume, box, SpillingSegmenter().segmenter, expand=24)
+    for z in range(9):  # the middle slice (4) stays in the box, each step adds 3 px
+        assert np.flatnonzero(segs[z].any(axis=0)).max() == min(13 + 3 * abs(z - 4), 31)
+    spilled, _, _ = propagate_boxes(volume, box, SpillingSegmenter().segmenter, expand=24,
+                                    within_prompt=False)
+    np.testing.assert_array_equal(spilled, volume.astype(np.uint16))  # the whole bar at once
 
 
 def test_each_slice_is_encoded_once_for_all_boxes_in_batches():
@@ -90,6 +102,32 @@ def test_overlaps_go_to_the_higher_predicted_iou_in_any_box_order():
                                           ThresholdSegmenter(wide=20).segmenter)
         assert set(np.unique(segs[4][volume[4] > 0])) == {winner}
         assert np.allclose(scores[4][volume[4] > 0], 0.9)
+
+
+class WideTrustingSegmenter(ThresholdSegmenter):
+    """As :class:`ThresholdSegmenter`, with the IoUs swapped: 0.9 for wide boxes, 0.5 else."""
+
+    def decode(self, embedding, boxes):
+        masks, ious = super().decode(embedding, boxes)
+        return masks, np.where(ious > 0, 1.4 - ious, 0.0).astype(np.float32)
+
+
+def test_smaller_overlap_policy_keeps_a_nested_structure_whatever_the_iou():
+    # a disc of radius 10 and a 7 x 7 square nested in it (the second box's mask); the disc's
+    # mask covers the square and has the higher predicted IoU (0.9 vs 0.5)
+    rows, cols = np.mgrid[:32, :32]
+    outer = (rows - 16) ** 2 + (cols - 16) ** 2 <= 100
+    inner = (rows >= 13) & (rows <= 19) & (cols >= 13) & (cols <= 19)
+    volume = np.repeat(outer[None].astype(np.float32), 3, axis=0)
+    boxes = np.array([[6, 6, 1, 26, 26, 1], [13, 13, 1, 19, 19, 1]])
+    model = WideTrustingSegmenter(wide=10)
+    by_iou, _, _ = propagate_boxes(volume, boxes, model.segmenter)
+    assert (by_iou[1][outer] == 1).all()  # the nested structure is lost
+    by_size, scores, _ = propagate_boxes(volume, boxes, model.segmenter, overlap="smaller")
+    np.testing.assert_array_equal(by_size[1], np.where(inner, 2, np.where(outer, 1, 0)))
+    assert np.allclose(scores[1][inner], 0.5) and np.allclose(scores[1][outer & ~inner], 0.9)
+    with pytest.raises(ValueError, match="'largest' is not one of"):
+        propagate_boxes(volume, boxes, model.segmenter, overlap="largest")
 
 
 @pytest.mark.parametrize("policy, segmented_after_gap", [("stop", False), ("box", True)])
@@ -139,3 +177,30 @@ def test_mask_box_is_tight_and_inclusive():
     mask[2:4, 3:6] = True
     np.testing.assert_array_equal(mask_box(mask), [3, 2, 5, 3])
     assert mask_box(np.zeros((3, 3), bool)).size == 0
+
+
+@pytest.mark.parametrize("size", [64, 512])
+def test_expand_is_measured_in_a_256_px_frame(size):
+    # a static square, propagated from the middle slice: the next prompt is its tight box grown
+    # by 3 px of a 256-px frame, i.e. 3 * size / 256 px of this slice
+    volume = np.zeros((3, size, size), np.float32)
+    volume[:, 10:20, 12:30] = 1
+    model = ThresholdSegmenter()
+    propagate_boxes(volume, np.array([[12, 10, 0, 29, 19, 2]]), model.segmenter, expand=3)
+    grow = 3 * size / 256
+    np.testing.assert_allclose(model.prompts[1], [12 - grow, 10 - grow, 29 + grow, 19 + grow])
+
+
+def test_inference_options_come_from_the_config_and_name_a_bad_key():
+    from vertspine.config import get_vertspine_cfg
+    from vertspine.modeling.prompt_seg import inference_options
+    cfg = get_vertspine_cfg()
+    assert inference_options(cfg) == {"expand": 3.0, "min_iou": 0.0, "on_collapse": "stop",
+                                      "within_prompt": True, "overlap": "iou"}
+    cfg.MODEL.PROMPT_SEG.PROPAGATION.ON_COLLAPSE = "last"
+    with pytest.raises(ValueError, match="PROPAGATION.ON_COLLAPSE = 'last'"):
+        inference_options(cfg)
+    cfg.MODEL.PROMPT_SEG.PROPAGATION.ON_COLLAPSE = "box"
+    cfg.MODEL.PROMPT_SEG.OVERLAP = "larger"
+    with pytest.raises(ValueError, match="MODEL.PROMPT_SEG.OVERLAP = 'larger'"):
+        inference_options(cfg)

@@ -26,6 +26,10 @@ def add_prompt_seg_input_config(cfg: CN) -> CN:
     # Training: each box side moves outwards by randint(0, BOX_JITTER) px (inclusive) of the
     # S x S frame, clipped to the resized image (LiteMedSAM: 5); 0 disables.
     node.BOX_JITTER = 5
+    # Training, 3D slices: probability that an object's box is taken from its mask on an
+    # adjacent slice (z - 1 or z + 1, where the object is present) instead of its own, as 3D
+    # inference prompts each slice with the previous slice's mask box; 0 disables.
+    node.NEIGHBOUR_SLICE_BOX_PROB = 0.0
     # Training: probability of a horizontal flip and, independently, of a vertical flip.
     node.FLIP_PROB = 0.5
     # CT window (level, width) in HU applied before the min-max normalisation to records whose

@@ -8,6 +8,10 @@ resized image (the padding stays at the bottom/right, unlike the originals, whic
 padded image): a horizontal and a vertical flip (each with ``FLIP_PROB``), a random subset of
 at most ``BOXES_PER_IMAGE`` objects, and box jitter: each side moves outwards by
 ``randint(0, BOX_JITTER)`` px (inclusive, independently per side), clipped to the image.
+3D training slices can take an object's box from its mask on an adjacent slice
+(``NEIGHBOUR_SLICE_BOX_PROB``): 3D inference prompts each slice with the box of the previous
+slice's mask (:mod:`vertspine.modeling.prompt_seg.propagation`), so the model learns to follow an
+object that moved or changed size since that slice.
 Randomness comes from ``np.random`` (seeded per data-loader worker by detectron2).
 """
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -37,7 +41,7 @@ class PromptSegMapper:
 
     @configurable
     def __init__(self, is_train: bool = True, *, image_size: int, boxes_per_image: int,
-                 box_jitter: int, flip_prob: float,
+                 box_jitter: int, flip_prob: float, neighbour_slice_box_prob: float = 0.0,
                  ct_window: Optional[Sequence[float]] = None,
                  ct_window_modalities: Sequence[str] = ("CT",)):
         """
@@ -47,6 +51,8 @@ class PromptSegMapper:
             boxes_per_image: training: at most this many objects per image (0 = all).
             box_jitter: training: the most px a box side moves outwards.
             flip_prob: training: probability of each flip (horizontal, vertical).
+            neighbour_slice_box_prob: 3D training: probability that an object's box comes
+                from its mask on slice z - 1 or z + 1 (drawn among those holding it).
             ct_window: (level, width) HU applied to ``ct_window_modalities``, or None.
             ct_window_modalities: modalities whose images are windowed.
         Raises:
@@ -56,6 +62,8 @@ class PromptSegMapper:
                   ("BOXES_PER_IMAGE", boxes_per_image, boxes_per_image >= 0),
                   ("BOX_JITTER", box_jitter, box_jitter >= 0),
                   ("FLIP_PROB", flip_prob, 0.0 <= flip_prob <= 1.0),
+                  ("NEIGHBOUR_SLICE_BOX_PROB", neighbour_slice_box_prob,
+                   0.0 <= neighbour_slice_box_prob <= 1.0),
                   ("CT_WINDOW", ct_window,
                    not ct_window or (len(ct_window) == 2 and ct_window[1] > 0)))
         for key, value, ok in checks:
@@ -67,6 +75,7 @@ class PromptSegMapper:
         self.boxes_per_image = int(boxes_per_image)
         self.box_jitter = int(box_jitter)
         self.flip_prob = float(flip_prob)
+        self.neighbour_slice_box_prob = float(neighbour_slice_box_prob)
         self.ct_window = tuple(ct_window) if ct_window else None
         self.ct_window_modalities = tuple(ct_window_modalities)
 
@@ -79,6 +88,7 @@ class PromptSegMapper:
             "boxes_per_image": node.BOXES_PER_IMAGE,
             "box_jitter": node.BOX_JITTER,
             "flip_prob": node.FLIP_PROB,
+            "neighbour_slice_box_prob": node.NEIGHBOUR_SLICE_BOX_PROB,
             "ct_window": tuple(node.CT_WINDOW) or None,
             "ct_window_modalities": tuple(node.CT_WINDOW_MODALITIES),
         }
@@ -118,7 +128,10 @@ class PromptSegMapper:
             values = np.sort(np.random.choice(values, self.boxes_per_image, replace=False))
         window = self.ct_window if record.get("modality") in self.ct_window_modalities else None
         tensor, (new_h, new_w) = preprocess_image(image, self.image_size, window)
-        boxes = scale_boxes(mask_boxes(labels, values), height, width, self.image_size)
+        boxes = mask_boxes(labels, values)
+        if self.is_train and index is not None and self.neighbour_slice_box_prob > 0:
+            boxes = self._neighbour_slice_boxes(case.gts, index, values, boxes)
+        boxes = scale_boxes(boxes, height, width, self.image_size)
         masks = (resize_labels(labels, self.image_size)[None] == values[:, None, None])
         masks = masks.astype(np.uint8)
         if self.is_train:
@@ -137,6 +150,27 @@ class PromptSegMapper:
         if index is not None:
             out.update(slice_index=index, spacing=tuple(case.spacing))
         return out
+
+    def _neighbour_slice_boxes(self, gts: np.ndarray, index: int, values: np.ndarray,
+                               boxes: np.ndarray) -> np.ndarray:
+        """Each object's box, replaced with probability ``neighbour_slice_box_prob`` by its tight
+        box on slice ``index - 1`` or ``index + 1`` (drawn among those holding the object).
+
+        Args:
+            gts: [D, H, W] labels; index: the record's slice; values: [B] object labels;
+            boxes: [B, 4] their tight XYXY boxes on ``index`` (original pixel frame).
+        Returns:
+            [B, 4] boxes in the same frame (a new array).
+        """
+        boxes = boxes.copy()
+        for i, value in enumerate(values):
+            if np.random.rand() >= self.neighbour_slice_box_prob:
+                continue
+            neighbours = [z for z in (index - 1, index + 1)
+                          if 0 <= z < len(gts) and (gts[z] == value).any()]
+            if neighbours:
+                boxes[i] = mask_boxes(gts[int(np.random.choice(neighbours))], [value])[0]
+        return boxes
 
     def _augment(self, image: np.ndarray, boxes: np.ndarray, masks: np.ndarray, new_h: int,
                  new_w: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

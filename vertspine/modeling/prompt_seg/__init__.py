@@ -20,7 +20,7 @@ from .encoders import sam_vit_b, tiny_vit
 from .export import EXPORT_MANIFEST, BoxDecoder, export_prompt_seg, read_export_manifest
 from .loss import PromptSegLoss, mask_iou
 from .meta_arch import PromptSegmentor, build_prompt_seg_encoder
-from .predictor import BoxPromptPredictor, CasePrediction
+from .predictor import BoxPromptPredictor, CasePrediction, inference_options
 from .registry import PROMPT_SEG_ENCODER_REGISTRY, PromptSegEncoder
 from .routing import GENERAL_ROUTE, ModelRouter, RoutingError, find_routes
 from .tiny_vit import TinyViT, tiny_vit_embedding_size
@@ -53,6 +53,7 @@ __all__ = [
     "load_prompt_seg_checkpoint",
     "mask_iou",
     "postprocess_logits",
+    "inference_options",
     "read_export_manifest",
     "sam_vit_b",
     "tiny_vit",

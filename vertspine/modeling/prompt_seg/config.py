@@ -44,6 +44,20 @@ def add_prompt_seg_config(cfg: CN) -> CN:
     # Boxes decoded together at inference: bounds the memory of images with many boxes (each
     # box holds its own copy of the [256, E, E] embedding and a [32, 4E, 4E] upscaled map).
     node.BOX_CHUNK = 16
+    # Where the masks of several boxes overlap (2D and 3D inference): "iou", the higher
+    # predicted IoU wins; "smaller", the mask with fewer pixels (a nested structure keeps its own).
+    node.OVERLAP = "iou"
+    # 3D inference (tools/predict_prompt_seg.py; vertspine/modeling/prompt_seg/propagation.py):
+    # each slice is prompted with the previous slice's mask box grown by EXPAND px of a 256-px
+    # frame (LiteMedSAM's shift: EXPAND / 256 of the slice's longest side, whatever the model's
+    # input size); a mask whose predicted IoU is below MIN_IOU counts as collapsed; then
+    # ON_COLLAPSE "stop" ends that direction, "box" retries once with the given rectangle;
+    # WITHIN_PROMPT cuts each mask to its prompt box (False: the originals' whole masks).
+    node.PROPAGATION = CN()
+    node.PROPAGATION.EXPAND = 3.0
+    node.PROPAGATION.MIN_IOU = 0.0
+    node.PROPAGATION.ON_COLLAPSE = "stop"
+    node.PROPAGATION.WITHIN_PROMPT = True
 
     # SAM ViT image encoder (MedSAM: ViT-B at S = 1024, 64 x 64 embedding); the defaults are
     # ViT-B's, smaller values give the tiny encoders of the tests.

@@ -6,7 +6,8 @@ encoded once; all its boxes (inclusive pixel indices, clipped onto the image by 
 scaled to the S x S frame in float (:func:`~vertspine.data.prompt_seg.scale_boxes`) and decoded
 ``box_chunk`` at a time; each box's logits are cropped to the resized area, resized to the
 original (H, W) (:func:`.decoding.postprocess_logits`) and thresholded at 0; overlapping masks go
-to the higher predicted IoU (:func:`vertspine.evaluation.prompt_seg_metrics.merge_box_masks`);
+to the higher predicted IoU or the smaller mask (``overlap``;
+:func:`vertspine.evaluation.prompt_seg_metrics.merge_box_masks`);
 box ``i`` gets label ``i + 1``.
 
 3D: :func:`.propagation.propagate_boxes` with this predictor as its
@@ -15,22 +16,48 @@ encoded once (``batch_slices`` per encoder call), each box segmented at its midd
 propagated to both ends. The number of slices the encoder actually received is counted.
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from vertspine.data.prompt_seg import PromptSegCase, preprocess_image, resized_shape, scale_boxes
-from vertspine.evaluation.prompt_seg_metrics import merge_box_masks
+from vertspine.evaluation.prompt_seg_metrics import (OVERLAP_POLICIES, merge_box_masks,
+                                                     overlap_scores)
 from vertspine.layers.engines import InferenceEngine, build_engine, load_onnx_engine
 
 from .decoding import postprocess_logits
 from .export import (BOX_DECODER_SIGNATURE, PROMPT_SEG_ENCODER_SIGNATURE, BoxDecoder,
                      example_inputs, read_export_manifest)
-from .propagation import SliceSegmenter, propagate_boxes
+from .propagation import COLLAPSE_POLICIES, SliceSegmenter, propagate_boxes
 
-__all__ = ["BoxPromptPredictor", "CasePrediction"]
+__all__ = ["BoxPromptPredictor", "CasePrediction", "inference_options"]
+
+
+def inference_options(cfg) -> Dict[str, Any]:
+    """``MODEL.PROMPT_SEG.OVERLAP`` and ``.PROPAGATION`` as :class:`BoxPromptPredictor` keyword
+    arguments.
+
+    Raises:
+        ValueError: a value out of range, naming its key.
+    """
+    node = cfg.MODEL.PROMPT_SEG.PROPAGATION
+    checks = (("EXPAND", node.EXPAND >= 0, ">= 0 (px of a 256-px frame)"),
+              ("MIN_IOU", 0 <= node.MIN_IOU <= 1, "in [0, 1]"),
+              ("ON_COLLAPSE", node.ON_COLLAPSE in COLLAPSE_POLICIES,
+               f"one of {COLLAPSE_POLICIES}"))
+    for key, ok, wanted in checks:
+        if not ok:
+            raise ValueError(f"MODEL.PROMPT_SEG.PROPAGATION.{key} = {node[key]!r} must be "
+                             f"{wanted}.")
+    overlap = cfg.MODEL.PROMPT_SEG.OVERLAP
+    if overlap not in OVERLAP_POLICIES:
+        raise ValueError(f"MODEL.PROMPT_SEG.OVERLAP = {overlap!r} must be one of "
+                         f"{OVERLAP_POLICIES}.")
+    return {"expand": float(node.EXPAND), "min_iou": float(node.MIN_IOU),
+            "on_collapse": node.ON_COLLAPSE, "within_prompt": bool(node.WITHIN_PROMPT),
+            "overlap": overlap}
 
 
 @dataclass
@@ -53,7 +80,8 @@ class BoxPromptPredictor:
 
     def __init__(self, encoder: InferenceEngine, decoder: InferenceEngine, *, image_size: int,
                  box_chunk: int = 16, batch_slices: int = 8, expand: float = 3.0,
-                 min_iou: float = 0.0, on_collapse: str = "stop", within_box: bool = True,
+                 min_iou: float = 0.0, on_collapse: str = "stop", within_prompt: bool = True,
+                 overlap: str = "iou",
                  device: torch.device = torch.device("cpu")):
         """
         Args:
@@ -63,7 +91,8 @@ class BoxPromptPredictor:
             image_size: S in px.
             box_chunk: boxes per decoder call.
             batch_slices: 3D slices per encoder call.
-            expand, min_iou, on_collapse, within_box: 3D propagation
+            overlap: where masks overlap, "iou" (higher predicted IoU) or "smaller" wins.
+            expand, min_iou, on_collapse, within_prompt: 3D propagation
                 (:func:`.propagation.propagate_boxes`).
             device: where inputs are put (a torch engine's model device; exported engines run
                 on the CPU and take inputs from anywhere).
@@ -74,8 +103,9 @@ class BoxPromptPredictor:
         self.encoder, self.decoder, self.image_size = encoder, decoder, int(image_size)
         self.box_chunk, self.batch_slices = int(box_chunk), int(batch_slices)
         self.device = torch.device(device)
+        self.overlap = overlap
         self.propagation = {"expand": expand, "min_iou": min_iou, "on_collapse": on_collapse,
-                            "within_box": within_box}
+                            "within_prompt": within_prompt, "overlap": overlap}
 
     @classmethod
     def from_model(cls, model: nn.Module, kind: str = "torch", *, cache_dir: Optional[str] = None,
@@ -159,7 +189,8 @@ class BoxPromptPredictor:
             height, width = case.spatial_shape
             embedding = self.encode([case.imgs], ct_window)
             masks, ious = self.decode(embedding, case.boxes, (height, width))
-            segs = merge_box_masks(masks, ious, np.arange(1, len(masks) + 1))
+            segs = merge_box_masks(masks, overlap_scores(masks, ious, self.overlap),
+                                   np.arange(1, len(masks) + 1))
             return CasePrediction(segs, encoder_calls=1)
         calls = []
         depth, height, width = case.spatial_shape
@@ -170,8 +201,7 @@ class BoxPromptPredictor:
 
         segmenter = SliceSegmenter(
             embed=embed, decode=lambda embedding, boxes: self.decode(embedding, boxes,
-                                                                     (height, width)),
-            input_size=self.image_size)
+                                                                     (height, width)))
         segs, _, report = propagate_boxes(case.imgs, case.boxes, segmenter,
                                           batch_slices=self.batch_slices, **self.propagation)
         return CasePrediction(segs, encoder_calls=sum(calls),

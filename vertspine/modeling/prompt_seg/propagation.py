@@ -5,30 +5,38 @@ A 3D box ``[x_min, y_min, z_min, x_max, y_max, z_max]`` (voxel indices of a (D, 
 x along W, y along H, z along D; both ends inclusive) is segmented at its middle slice
 ``z_min + (z_max - z_min) // 2`` with its own 2D box, then slice by slice up to ``z_max`` and down
 to ``z_min`` (LiteMedSAM/DAFT stop one short of ``z_max``). Each next slice is prompted with the
-bounding box of the previous slice's mask, enlarged by ``expand`` pixels of the model's input
-frame on each side (3 px at 256 px, as ``get_bbox256(mask, bbox_shift=3)``). When the previous
+bounding box of the previous slice's mask, enlarged on each side by ``expand`` pixels of a
+256-px frame (LiteMedSAM's ``get_bbox256(mask, bbox_shift=3)`` on its 256-px input), that is
+``expand / 256`` of the slice's longest side whatever the model's input size. When the previous
 mask is empty or its predicted IoU fell below ``min_iou``, propagation in that direction either
 stops (``on_collapse="stop"``: the remaining slices stay background) or retries once with the
 box's own 2D rectangle (``"box"``, the baseline's fallback) and stops if that collapses too.
-With ``within_box`` (the default) every prompt and every mask is confined to the 3D box's own
-rectangle, which by definition holds the object on every slice: without it a mask that spills
-onto a neighbouring structure widens the next slice's prompt, and the propagation can drift onto
-that structure (the originals do not confine).
+With ``within_prompt`` (the default) each slice's mask is confined to that slice's prompt box
+(the given rectangle on the middle slice): an object's outline then moves at most ``expand`` px
+per slice, and a mask cannot spill onto a neighbouring structure and widen the next prompt to it
+in one step (the originals do not confine, and their masks can drift onto a neighbour). The
+given rectangle bounds the object on the middle slice only (the challenge's boxes: the z-range
+and the middle slice's 2D box; :func:`vertspine.data.prompt_seg.prompt_boxes`), so the other
+slices are not held to it: a tube that runs across slices leaves it.
 
 Every slice inside any box's z-range is encoded exactly once (in batches), before any box is
-decoded, and reused by every box. Where the masks of several boxes overlap, the voxel takes the
-label of the box whose mask on that slice has the higher predicted IoU (the originals let the
-last box win). Labels are ``box index + 1`` in ``uint16``, so 256 and more boxes survive.
+decoded, and reused by every box. Where the masks of several boxes overlap on a slice, the
+voxel takes the label of the box whose mask there has the higher predicted IoU (``overlap="iou"``;
+the originals let the last box win) or the fewer pixels (``"smaller"``: a structure nested in
+another keeps its pixels). Labels are ``box index + 1`` in ``uint16``, so 256 and more boxes survive.
 """
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["COLLAPSE_POLICIES", "PropagationReport", "SliceSegmenter", "mask_box",
+from vertspine.evaluation.prompt_seg_metrics import overlap_scores
+
+__all__ = ["COLLAPSE_POLICIES", "EXPAND_FRAME", "PropagationReport", "SliceSegmenter", "mask_box",
            "propagate_boxes"]
 
 COLLAPSE_POLICIES = ("stop", "box")
+EXPAND_FRAME = 256  # px: ``expand`` is measured in a frame of this side (LiteMedSAM's input)
 
 
 @dataclass
@@ -40,12 +48,10 @@ class SliceSegmenter:
             type; one per slice, handed back to ``decode``).
         decode: (embedding of one slice, boxes [B, 4] float XYXY in that slice's pixel frame)
             -> (masks bool [B, H, W], predicted IoU float [B]).
-        input_size: the model's square input side S (pixels), to convert ``expand``.
     """
 
     embed: Callable[[np.ndarray], Sequence[Any]]
     decode: Callable[[Any, np.ndarray], Tuple[np.ndarray, np.ndarray]]
-    input_size: int
 
 
 @dataclass
@@ -90,7 +96,7 @@ def _check_boxes(boxes: np.ndarray, shape: Tuple[int, int, int]) -> np.ndarray:
 
 def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegmenter, *,
                     expand: float = 3.0, min_iou: float = 0.0, on_collapse: str = "stop",
-                    batch_slices: int = 8, within_box: bool = True
+                    batch_slices: int = 8, within_prompt: bool = True, overlap: str = "iou"
                     ) -> Tuple[np.ndarray, np.ndarray, PropagationReport]:
     """Segment every 3D box of a volume.
 
@@ -98,19 +104,22 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         volume: [D, H, W] values.
         boxes: [N, 6] ``x_min, y_min, z_min, x_max, y_max, z_max``, voxel indices, inclusive.
         segmenter: the model (see :class:`SliceSegmenter`).
-        expand: pixels (model input frame) added to each side of a propagated box.
+        expand: pixels of a 256-px frame added to each side of a propagated box.
         min_iou: a mask with predicted IoU below this counts as collapsed.
         on_collapse: "stop" or "box" (see the module docstring).
         batch_slices: slices per encoder call.
-        within_box: confine prompts and masks to each box's rectangle (module docstring).
+        within_prompt: confine each mask to its prompt box (module docstring).
+        overlap: "iou" or "smaller" (module docstring).
     Returns:
         (segs uint16 [D, H, W]: 0 background, box i -> i + 1; scores float32 [D, H, W]: the
         predicted IoU of the winning mask, 0 on background; the report).
     Raises:
-        ValueError: a box with min > max or outside the volume, a bad ``on_collapse``.
+        ValueError: a box with min > max or outside the volume, a bad ``on_collapse`` or
+            ``overlap``.
     """
     if on_collapse not in COLLAPSE_POLICIES:
         raise ValueError(f"on_collapse '{on_collapse}' is not one of {COLLAPSE_POLICIES}.")
+    overlap_scores(np.zeros((0, 1), bool), np.zeros(0), overlap)  # checks the policy
     volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"The volume must be (D, H, W); got shape {volume.shape}.")
@@ -118,6 +127,7 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
     depth, height, width = volume.shape
     segs = np.zeros(volume.shape, np.uint16)
     scores = np.zeros(volume.shape, np.float32)
+    priority = np.full(volume.shape, -np.inf)  # the winning mask's overlap score
     report = PropagationReport()
     wanted = sorted({z for box in boxes for z in range(int(box[2]), int(box[5]) + 1)})
     embeddings: Dict[int, Any] = {}
@@ -126,17 +136,19 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         for z, embedding in zip(chunk, segmenter.embed(volume[chunk])):
             embeddings[z] = embedding
     report.distinct_slices = report.encoder_calls = len(embeddings)
-    margin = expand * max(height, width) / segmenter.input_size
+    margin = expand * max(height, width) / EXPAND_FRAME
     limit = np.array([width - 1, height - 1, width - 1, height - 1], np.float32)
-
     rows, cols = np.arange(height)[:, None], np.arange(width)[None, :]
 
-    def segment(z: int, box2d: np.ndarray, label: int, allowed: np.ndarray
-                ) -> Tuple[np.ndarray, float]:
-        masks, ious = segmenter.decode(embeddings[z], box2d[None].astype(np.float32))
-        mask, iou = np.asarray(masks[0], bool) & allowed, float(ious[0])
-        wins = mask & (iou > scores[z])
-        segs[z][wins], scores[z][wins] = label, iou
+    def segment(z: int, prompt: np.ndarray, label: int) -> Tuple[np.ndarray, float]:
+        masks, ious = segmenter.decode(embeddings[z], prompt[None].astype(np.float32))
+        mask, iou = np.asarray(masks[0], bool), float(ious[0])
+        if within_prompt:
+            mask = mask & ((cols >= np.floor(prompt[0])) & (cols <= np.ceil(prompt[2]))
+                           & (rows >= np.floor(prompt[1])) & (rows <= np.ceil(prompt[3])))
+        rank = overlap_scores(mask[None], [iou], overlap)[0]
+        wins = mask & (rank > priority[z])
+        segs[z][wins], scores[z][wins], priority[z][wins] = label, iou, rank
         return mask, iou
 
     for index, box in enumerate(boxes):
@@ -144,11 +156,7 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         rectangle = np.clip(box[[0, 1, 3, 4]].astype(np.float32), 0, limit)
         z_min, z_max = int(box[2]), int(box[5])
         z_mid = z_min + (z_max - z_min) // 2
-        high = rectangle[[2, 3, 2, 3]] if within_box else limit
-        low = rectangle[[0, 1, 0, 1]] if within_box else np.zeros(4, np.float32)
-        # the pixels this box's masks may cover, the same on every slice
-        allowed = ((cols >= low[0]) & (cols <= high[0]) & (rows >= low[1]) & (rows <= high[1]))
-        middle, middle_iou = segment(z_mid, rectangle, label, allowed)
+        middle, middle_iou = segment(z_mid, rectangle, label)
         count, stopped = 1, {"up": None, "down": None}
         for direction, steps in (("up", range(z_mid + 1, z_max + 1)),
                                  ("down", range(z_mid - 1, z_min - 1, -1))):
@@ -160,9 +168,9 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
                     stopped[direction] = z
                     break
                 prompt = rectangle if collapsed else np.clip(
-                    tight + np.array([-margin, -margin, margin, margin]), low, high)
+                    tight + np.array([-margin, -margin, margin, margin]), 0, limit)
                 fell_back = collapsed
-                previous, previous_iou = segment(z, prompt, label, allowed)
+                previous, previous_iou = segment(z, prompt, label)
                 count += 1
         report.slices_per_box.append(count)
         report.stopped.append(stopped)
