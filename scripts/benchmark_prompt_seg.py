@@ -17,6 +17,9 @@ weights), eager vs the same module exported to ONNX Runtime and OpenVINO, on one
 
 Every engine runs each case ``--repeats`` times after one warm-up, engines alternating so that a
 change of machine load hits all alike; the median is reported, with the ratio eager / engine.
+For the student, each case's time is also split into image-encoder calls, box-decoder calls and
+the rest (preprocessing, resizing the logits, merging, propagation), as means over the timed
+runs.
 Not a test; only ``--cache-dir`` and ``--data`` are written.
 """
 import argparse
@@ -74,10 +77,13 @@ def phantom_cases(root: str, count_2d: int, count_3d: int):
     return cases
 
 
-def timed(run, repeats: int) -> dict:
-    """{engine: [seconds] * repeats} of ``run(engine)``, after one warm-up, engines alternating."""
+def timed(run, repeats: int, after_warm_up=None) -> dict:
+    """{engine: [seconds] * repeats} of ``run(engine)``, after one warm-up, engines alternating;
+    ``after_warm_up()`` is called between the warm-up and the timed runs."""
     for kind in ENGINES:
         run(kind)
+    if after_warm_up is not None:
+        after_warm_up()
     times = {kind: [] for kind in ENGINES}
     for _ in range(repeats):
         for kind in ENGINES:
@@ -85,6 +91,24 @@ def timed(run, repeats: int) -> dict:
             run(kind)
             times[kind].append(time.perf_counter() - start)
     return times
+
+
+class TimedEngine:
+    """An engine that adds up the seconds and the number of its calls."""
+
+    def __init__(self, engine):
+        self.engine, self.seconds, self.calls = engine, 0.0, 0
+
+    @property
+    def kind(self) -> str:
+        return self.engine.kind
+
+    def __call__(self, *inputs):
+        start = time.perf_counter()
+        outputs = self.engine(*inputs)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return outputs
 
 
 def report(title: str, times: dict) -> None:
@@ -110,8 +134,11 @@ def student(args) -> None:
         model = build_model(cfg)
         if args.weights:
             load_prompt_seg_checkpoint(model, args.weights)
-        predictors[kind] = BoxPromptPredictor.from_model(model, kind, cache_dir=args.cache_dir,
-                                                         threads=args.threads)
+        predictor = BoxPromptPredictor.from_model(model, kind, cache_dir=args.cache_dir,
+                                                  threads=args.threads)
+        predictor.encoder, predictor.decoder = (TimedEngine(predictor.encoder),
+                                                TimedEngine(predictor.decoder))
+        predictors[kind] = predictor
         print(f"{kind}: model load {time.perf_counter() - start:.1f} s (build, export, compile)")
     print(f"encoder {cfg.MODEL.PROMPT_SEG.ENCODER} at {cfg.INPUT.PROMPT_SEG.IMAGE_SIZE} px, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
@@ -123,12 +150,24 @@ def student(args) -> None:
         def run(kind):
             results[kind] = predictors[kind].predict(case).segs
 
-        times = timed(run, args.repeats)
+        def reset_counters():
+            for predictor in predictors.values():
+                for engine in (predictor.encoder, predictor.decoder):
+                    engine.seconds, engine.calls = 0.0, 0
+
+        times = timed(run, args.repeats, reset_counters)
         agreement = ", ".join(f"{k} {np.mean(results[k] == results['torch']) * 100:.3f} %"
                               for k in ENGINES[1:])
         report(f"{os.path.basename(case.path)} {case.spatial_shape} {len(case.boxes)} boxes",
                times)
         print(f"  pixels equal to eager: {agreement}")
+        runs = args.repeats
+        for kind, predictor in predictors.items():
+            encoder, decoder = predictor.encoder, predictor.decoder
+            rest = statistics.mean(times[kind]) - (encoder.seconds + decoder.seconds) / runs
+            print(f"  {kind}: encoder {encoder.seconds / runs:.2f} s ({encoder.calls // runs} "
+                  f"calls), decoder {decoder.seconds / runs:.2f} s ({decoder.calls // runs} "
+                  f"calls), rest {rest:.2f} s (means per run)")
         for kind in ENGINES:
             totals[kind] += statistics.median(times[kind])
     print("all cases (sum of medians): " + "; ".join(
