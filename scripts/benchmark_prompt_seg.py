@@ -143,17 +143,18 @@ def student(args) -> None:
     print(f"encoder {cfg.MODEL.PROMPT_SEG.ENCODER} at {cfg.INPUT.PROMPT_SEG.IMAGE_SIZE} px, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
           f"{args.threads} threads")
+
+    def reset_counters():
+        for predictor in predictors.values():
+            for engine in (predictor.encoder, predictor.decoder):
+                engine.seconds, engine.calls = 0.0, 0
+
     totals = {kind: 0.0 for kind in ENGINES}
     for case in cases:
         results = {}
 
         def run(kind):
             results[kind] = predictors[kind].predict(case).segs
-
-        def reset_counters():
-            for predictor in predictors.values():
-                for engine in (predictor.encoder, predictor.decoder):
-                    engine.seconds, engine.calls = 0.0, 0
 
         times = timed(run, args.repeats, reset_counters)
         agreement = ", ".join(f"{k} {np.mean(results[k] == results['torch']) * 100:.3f} %"

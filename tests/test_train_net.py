@@ -218,8 +218,8 @@ def test_eval_only_refuses_another_models_weights(phantom_opts, tmp_path):
     train_net calls, in tests/engine/test_checkpoint.py.)"""
     base = ["--config-file", INSTANT_CONFIG, "--eval-only", *phantom_opts]
     classifier = str(tmp_path / "classifier.pth")  # an image classifier's weights
-    torch.save({"model": {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(7, 512)}},
-               classifier)
+    torch.save({"model": {"conv1.weight": torch.zeros(64, 3, 7, 7),
+                          "fc.weight": torch.zeros(7, 512)}}, classifier)
     result = run_train_net([*base, "MODEL.WEIGHTS", classifier, "OUTPUT_DIR", str(tmp_path / "c")],
                            check=False)
     assert result.returncode != 0

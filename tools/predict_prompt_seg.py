@@ -57,8 +57,8 @@ from vertspine.modeling.prompt_seg import (  # noqa: E402
     ModelRouter,
     RoutingError,
     find_routes,
-    load_prompt_seg_checkpoint,
     inference_options,
+    load_prompt_seg_checkpoint,
 )
 from vertspine.utils.file_io import atomic_write  # noqa: E402
 

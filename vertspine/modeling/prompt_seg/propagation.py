@@ -21,16 +21,17 @@ slices are not held to it: a tube that runs across slices leaves it.
 
 Every slice inside any box's z-range is encoded exactly once (in batches), before any box is
 decoded, and reused by every box. Where the masks of several boxes overlap on a slice, the
-voxel takes the label of the box whose mask there has the higher predicted IoU (``overlap="iou"``;
-the originals let the last box win) or the fewer pixels (``"smaller"``: a structure nested in
-another keeps its pixels). Labels are ``box index + 1`` in ``uint16``, so 256 and more boxes survive.
+voxel takes the label of the box whose mask there has the higher predicted IoU
+(``overlap="iou"``; the originals let the last box win) or the fewer pixels (``"smaller"``: a
+structure nested in another keeps its pixels). Labels are ``box index + 1`` in ``uint16``, so
+256 and more boxes survive.
 """
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from vertspine.evaluation.prompt_seg_metrics import overlap_scores
+from vertspine.evaluation.prompt_seg_metrics import OVERLAP_POLICIES, overlap_scores
 
 __all__ = ["COLLAPSE_POLICIES", "EXPAND_FRAME", "PropagationReport", "SliceSegmenter", "mask_box",
            "propagate_boxes"]
@@ -119,7 +120,8 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
     """
     if on_collapse not in COLLAPSE_POLICIES:
         raise ValueError(f"on_collapse '{on_collapse}' is not one of {COLLAPSE_POLICIES}.")
-    overlap_scores(np.zeros((0, 1), bool), np.zeros(0), overlap)  # checks the policy
+    if overlap not in OVERLAP_POLICIES:
+        raise ValueError(f"overlap '{overlap}' is not one of {OVERLAP_POLICIES}.")
     volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"The volume must be (D, H, W); got shape {volume.shape}.")
