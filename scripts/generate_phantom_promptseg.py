@@ -2,7 +2,7 @@
 """Write the phantom box-prompted segmentation data ahead of time and print what it holds.
 
     python scripts/generate_phantom_promptseg.py                 # under $VERTSPINE_DATASETS
-    python scripts/generate_phantom_promptseg.py --root /data --num-2d 400 50 200 --num-3d 24 8 24
+    python scripts/generate_phantom_promptseg.py --root /data --num-2d 400 50 200 --num-3d 96 24 24
 
 Writes ``<root>/phantom_promptseg_2d`` and ``<root>/phantom_promptseg_3d`` (the folders the
 ``phantom_promptseg_{2d,3d}_{train,val,test}`` datasets load), each only when its manifest
