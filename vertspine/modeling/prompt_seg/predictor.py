@@ -105,7 +105,7 @@ class BoxPromptPredictor:
         self.device = torch.device(device)
         self.overlap = overlap
         self.propagation = {"expand": expand, "min_iou": min_iou, "on_collapse": on_collapse,
-                            "within_prompt": within_prompt, "overlap": overlap}
+                            "within_prompt": within_prompt}
 
     @classmethod
     def from_model(cls, model: nn.Module, kind: str = "torch", *, cache_dir: Optional[str] = None,
@@ -203,6 +203,7 @@ class BoxPromptPredictor:
             embed=embed, decode=lambda embedding, boxes: self.decode(embedding, boxes,
                                                                      (height, width)))
         segs, _, report = propagate_boxes(case.imgs, case.boxes, segmenter,
-                                          batch_slices=self.batch_slices, **self.propagation)
+                                          batch_slices=self.batch_slices, overlap=self.overlap,
+                                          **self.propagation)
         return CasePrediction(segs, encoder_calls=sum(calls),
                               distinct_slices=report.distinct_slices)
