@@ -104,6 +104,30 @@ def test_overlaps_go_to_the_higher_predicted_iou_in_any_box_order():
         assert np.allclose(scores[4][volume[4] > 0], 0.9)
 
 
+class NegativeIouSegmenter(ThresholdSegmenter):
+    """As :class:`ThresholdSegmenter`, with every predicted IoU at -0.2 for boxes wider than
+    ``wide`` pixels (the IoU head is a regression: it can go below 0)."""
+
+    def decode(self, embedding, boxes):
+        masks, ious = super().decode(embedding, boxes)
+        return masks, np.where(ious == 0.5, -0.2, ious).astype(np.float32)
+
+
+def test_a_mask_with_predicted_iou_at_or_below_zero_is_kept_where_no_other_mask_is():
+    # box 1 (wide, IoU -0.2) holds the disc on slice 4; box 2 (tight, IoU 0.9) holds its left
+    # half: the negative-IoU mask keeps the right half, as in 2D (the merge used to start from
+    # a score of 0 in 3D, which dropped such a mask everywhere)
+    volume = drifting_disc(step=0, start=16)
+    wide, left = [0, 0, 4, 31, 31, 4], [11, 11, 4, 16, 21, 4]
+    segs, scores, _ = propagate_boxes(volume, np.array([wide, left]),
+                                      NegativeIouSegmenter(wide=20).segmenter, min_iou=-1.0)
+    disc = volume[4] > 0
+    cols = np.arange(32)[None, :]
+    np.testing.assert_array_equal(segs[4], np.where(disc & (cols <= 16), 2, np.where(disc, 1, 0)))
+    assert np.allclose(scores[4][disc & (cols > 16)], -0.2)
+    assert np.allclose(scores[4][disc & (cols <= 16)], 0.9)
+
+
 class WideTrustingSegmenter(ThresholdSegmenter):
     """As :class:`ThresholdSegmenter`, with the IoUs swapped: 0.9 for wide boxes, 0.5 else."""
 
