@@ -1,6 +1,10 @@
 """Per-case rows of box-prompted segmentation scores: averages, the per-modality table and the
 CSV files, shared by the ``prompt_seg`` evaluator and ``tools/evaluate_prompt_seg.py``.
 
+The overall means come with a 95% percentile bootstrap interval over cases: the slices of one
+volume are resampled together (a volume is one draw), as neighbouring slices are not independent
+samples.
+
 A row is a dict: ``case`` (the npz file name), ``slice_index`` (a 3D file's slice, or None for
 a whole image or volume), ``modality``, ``note`` ("" or why the case has no score) and
 ``scores`` (:class:`~.prompt_seg_metrics.CaseScores`, or None when the case could not be
@@ -12,7 +16,11 @@ import math
 from collections import defaultdict
 from typing import Dict, List, Optional
 
+import numpy as np
+
 from vertspine.utils.file_io import atomic_write
+
+from .classification_metrics import bootstrap_intervals
 
 __all__ = ["case_row", "modality_table", "summarize", "write_case_csv", "write_label_csv"]
 
@@ -30,11 +38,17 @@ def _scored(rows: List[Dict]) -> List[Dict]:
     return [r for r in rows if r["scores"] is not None and len(r["scores"].labels)]
 
 
-def summarize(rows: List[Dict]) -> Dict[str, float]:
-    """Mean case DSC and NSD (percent) over the scored rows, overall and per modality.
+def summarize(rows: List[Dict], num_resamples: int = 2000, seed: int = 0) -> Dict[str, float]:
+    """Mean case DSC and NSD (percent) over the scored rows, overall and per modality, and the
+    overall means' bootstrap intervals (see the module docstring).
 
+    Args:
+        rows: rows of :func:`case_row`.
+        num_resamples: bootstrap resamples of the cases (0: no intervals).
+        seed: the bootstrap's seed.
     Returns:
-        ``{"DSC", "NSD", "DSC-<modality>", "NSD-<modality>", ...}``; NaN without scored rows.
+        ``{"DSC", "NSD", "DSC-<modality>", "NSD-<modality>", ..., "DSC_ci_low", "DSC_ci_high",
+        "NSD_ci_low", "NSD_ci_high"}``; NaN without scored rows.
     """
     groups = defaultdict(list)
     for row in _scored(rows):
@@ -45,13 +59,37 @@ def summarize(rows: List[Dict]) -> Dict[str, float]:
     for modality in sorted(groups):
         results[f"DSC-{modality}"] = _mean([s.mean_dsc for s in groups[modality]])
         results[f"NSD-{modality}"] = _mean([s.mean_nsd for s in groups[modality]])
+    if num_resamples:
+        results.update(_case_intervals(_scored(rows), num_resamples, seed))
     return results
+
+
+def _case_intervals(scored: List[Dict], num_resamples: int, seed: int) -> Dict[str, float]:
+    """``{"<metric>_ci_low", "<metric>_ci_high"}`` (percent) of the mean DSC and NSD over the
+    rows, resampling cases (a volume's slice rows together)."""
+    if not scored:
+        return {f"{m}_ci_{end}": math.nan for m in ("DSC", "NSD") for end in ("low", "high")}
+    cases = sorted({r["case"] for r in scored})
+    position = {case: i for i, case in enumerate(cases)}
+    case_index = np.array([position[r["case"]] for r in scored])
+    rows_per_case = np.bincount(case_index, minlength=len(cases))
+    sums = {name: np.bincount(case_index, weights=[100 * getattr(r["scores"], attr)
+                                                    for r in scored], minlength=len(cases))
+            for name, attr in (("DSC", "mean_dsc"), ("NSD", "mean_nsd"))}
+
+    def means(index: np.ndarray) -> Dict[str, np.ndarray]:  # index [B, cases]
+        counts = rows_per_case[index].sum(axis=1)
+        return {name: total[index].sum(axis=1) / counts for name, total in sums.items()}
+
+    intervals = bootstrap_intervals(means, len(cases), num_resamples, seed)
+    return {f"{name}_ci_{end}": value for name, (low, high) in intervals.items()
+            for end, value in (("low", low), ("high", high))}
 
 
 def modality_table(rows: List[Dict]) -> str:
     """A text table: per modality, the cases scored and left out, mean DSC and NSD (percent)."""
     modalities = sorted({r["modality"] for r in rows})
-    summary = summarize(rows)
+    summary = summarize(rows, num_resamples=0)
     lines = [f"{'modality':<16}{'scored':>8}{'unscored':>10}{'DSC':>9}{'NSD':>9}"]
     for name, key in [(m, f"-{m}") for m in modalities] + [("all", "")]:
         group = [r for r in rows if name == "all" or r["modality"] == name]
