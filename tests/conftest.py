@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny phantom dataset and helpers to run train_net.py in a subprocess."""
+"""Shared fixtures: a tiny phantom dataset, helpers to run train_net.py in a subprocess and to
+import the repository's scripts."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -36,6 +38,15 @@ def tiny_phantom(tmp_path_factory):
         "DATASETS.TEST", "('tiny_lesions_val',)",
     ]
     return {"root": root, "opts": opts}
+
+
+def load_script(relative_path: str, name: str):
+    """The repository's script or tool ``relative_path`` (e.g. ``scripts/x.py``), imported as
+    module ``name`` (its ``main`` not run)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_train_net(args, *, timeout=600, check=True):

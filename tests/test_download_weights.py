@@ -1,21 +1,15 @@
 """scripts/download_weights.py: the listing and the checksum check (no network used)."""
 import hashlib
-import importlib.util
-import os
 import re
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "download_weights", os.path.join(REPO_ROOT, "scripts", "download_weights.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/download_weights.py", "download_weights")
 
 
 def test_list_prints_every_checkpoint_without_downloading(script, capsys, monkeypatch):

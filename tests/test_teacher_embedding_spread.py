@@ -1,22 +1,15 @@
 """scripts/teacher_embedding_spread.py: the variance over images of an encoder's embeddings,
 equal to NumPy's on the same embeddings, whatever the batching."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "teacher_embedding_spread", os.path.join(REPO_ROOT, "scripts", "teacher_embedding_spread.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/teacher_embedding_spread.py", "teacher_embedding_spread")
 
 
 def test_spread_is_the_mean_over_elements_of_the_variance_over_images(script):
