@@ -1,5 +1,4 @@
 """tools/ensemble_classifiers.py and tools/apply_decision_rule.py on hand-built numbers."""
-import importlib.util
 import json
 import math
 import os
@@ -8,18 +7,14 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 from vertspine.data import register_coco_dataset, unregister_dataset
 from vertspine.evaluation.classifier_ensemble import ensemble_binary_predictions
 from vertspine.evaluation.decision_rule import apply_decision_rule, coco_box_ap, load_coco_gt
 
 
 def _tool(name):
-    path = os.path.join(REPO_ROOT, "tools", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"tools/{name}.py", name)
 
 
 def _write_predictions(path, dataset, probs, labels=(1, 0, 1)):

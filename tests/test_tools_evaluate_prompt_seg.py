@@ -2,23 +2,17 @@
 cases with values derived by hand, a missing prediction, an extra one, a volume without spacing,
 an unknown prefix; the challenge's rules (--gate-dsc, --planar-nsd slab) as options."""
 import csv
-import importlib.util
 import json
-import os
 from math import sqrt
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_script
 
 
 def _tool():
-    path = os.path.join(REPO_ROOT, "tools", "evaluate_prompt_seg.py")
-    spec = importlib.util.spec_from_file_location("evaluate_prompt_seg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/evaluate_prompt_seg.py", "evaluate_prompt_seg")
 
 
 def _square(shape=(20, 20), label=1):

@@ -2,7 +2,6 @@
 anisotropic spacing, sform/qform codes) and bad cases, with a tiny randomly initialised
 VesselSegmentor whose weights the test saves."""
 import gzip
-import importlib.util
 import logging
 import os
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 from vertspine.config import get_vertspine_cfg
 from vertspine.data.readers import read_volume
 from vertspine.data.volume_mapper import VolumeMapper
@@ -32,11 +31,7 @@ INPUT:
 
 
 def _tool():
-    path = os.path.join(REPO_ROOT, "tools", "segment_vessels.py")
-    spec = importlib.util.spec_from_file_location("segment_vessels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/segment_vessels.py", "segment_vessels")
 
 
 def _oblique_affine():

@@ -3,14 +3,13 @@ npz folders with a tiny randomly initialised model saved by the test: 2D and 3D 
 bad input reported, routing by modality with a general fallback, and the exported ONNX Runtime
 and OpenVINO graphs against PyTorch."""
 import csv
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import load_script
 from vertspine.data.prompt_seg import read_prompt_seg_npz, read_segs, write_prompt_seg_npz
 from vertspine.modeling.prompt_seg import BoxPromptPredictor
 
@@ -24,11 +23,7 @@ ATOL_EMBEDDING, ATOL_LOGITS = 1e-4, 1e-3
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "tools",
-                                                                     f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"tools/{name}.py", name)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,5 +1,4 @@
 """Tests of vertspine.data.phantom: determinism, annotations, cues, lesions, files, caching."""
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -321,12 +320,9 @@ def test_two_processes_ensuring_at_once_both_succeed(tmp_path):
 
 
 def test_generate_phantom_script_writes_and_summarises_every_split(tmp_path, capsys):
-    from conftest import REPO_ROOT
+    from conftest import load_script
 
-    script = os.path.join(REPO_ROOT, "scripts", "generate_phantom.py")
-    spec = importlib.util.spec_from_file_location("generate_phantom_script", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripts/generate_phantom.py", "generate_phantom_script")
     root = str(tmp_path / "phantom")
     module.main(["--root", root, "--num-train", "3", "--num-val", "2", "--num-test", "1",
                  "--size", "96"])

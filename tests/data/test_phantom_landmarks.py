@@ -1,11 +1,9 @@
 """The landmark ceiling of the phantom's vertebra levels (vertspine.data.phantom.landmarks)."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_script
 
 from vertspine.data.phantom.landmarks import consistent_shifts, landmark_ceiling
 
@@ -44,10 +42,7 @@ def test_gaps_are_refused():
 
 
 def test_script_splits_predictions_by_landmarks(tmp_path, capsys):
-    script = os.path.join(REPO_ROOT, "scripts", "phantom_level_ceiling.py")
-    spec = importlib.util.spec_from_file_location("phantom_level_ceiling", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripts/phantom_level_ceiling.py", "phantom_level_ceiling")
     per_image = [
         {"image_id": 1, "gt": ["C1", "C2", "C3", "C4"], "pred": ["C1", "C2", "C3", "C5"]},
         {"image_id": 2, "gt": ["T3", "T4", "T5", "T6"], "pred": ["T3", "T4", "T5", "T6"]},

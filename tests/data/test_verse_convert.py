@@ -199,17 +199,13 @@ def test_errors_name_the_file(tmp_path):
 
 
 def test_command_line_writes_where_the_registered_names_read(tmp_path, monkeypatch, capsys):
-    import importlib.util
-
     from detectron2.data import DatasetCatalog
 
     from vertspine.data.builtin_verse import register_verse_datasets
 
-    tool = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "convert_verse.py")
-    spec = importlib.util.spec_from_file_location("convert_verse_tool", tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    main = module.main
+    from conftest import load_script
+
+    main = load_script("tools/convert_verse.py", "convert_verse_tool").main
 
     write_scan(str(tmp_path / "raw" / "dataset-verse19training" / "sub-verse004"), "sub-verse004")
     write_scan(str(tmp_path / "raw" / "dataset-verse19test" / "sub-verse005"), "sub-verse005")

@@ -1,5 +1,4 @@
 """Checkpoint averaging: the tensor-wise mean, layout checks naming both files, the tool."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -7,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 from vertspine.engine.checkpoint_average import average_checkpoints
 
 
@@ -78,10 +77,7 @@ def test_tool_writes_a_loadable_average(tmp_path):
 
 
 def test_tool_refuses_a_non_finite_input_naming_file_and_tensor(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "average_checkpoints_tool", os.path.join(REPO_ROOT, "tools", "average_checkpoints.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/average_checkpoints.py", "average_checkpoints_tool")
     good = _save(tmp_path / "good.pth", w=torch.tensor([1.0]), b=torch.tensor([0.0]))
     diverged = _save(tmp_path / "diverged.pth", w=torch.tensor([float("nan")]),
                      b=torch.tensor([float("inf")]))

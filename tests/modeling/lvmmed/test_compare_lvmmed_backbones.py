@@ -1,14 +1,13 @@
 """scripts/compare_lvmmed_backbones.py: demo checkpoints in the official layouts load strictly,
 and a 1-iteration comparison writes one table (markdown + csv) with a row per run."""
 import csv
-import importlib.util
 import os
 
 import pytest
 import torch
 from detectron2.modeling import build_backbone
 
-from conftest import REPO_ROOT
+from conftest import load_script
 from vertspine.config import get_vertspine_cfg
 from vertspine.data import (
     register_classification_view,
@@ -26,12 +25,7 @@ TINY_VIT = ["MODEL.LVMMED.VIT.IMG_SIZE", "64", "MODEL.LVMMED.VIT.EMBED_DIM", "32
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "compare_lvmmed_backbones",
-        os.path.join(REPO_ROOT, "scripts", "compare_lvmmed_backbones.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/compare_lvmmed_backbones.py", "compare_lvmmed_backbones")
 
 
 def test_demo_resnet_checkpoint_has_the_torchvision_layout(script, tmp_path):

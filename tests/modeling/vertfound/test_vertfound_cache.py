@@ -1,22 +1,17 @@
 """Embedding caches: same losses as online encoders, identity checks, generate_embedding.py."""
-import importlib.util
 import os
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import load_script
 from vertspine.data import register_datasets_from_config
 from vertspine.modeling.vertfound import CacheMismatchError, VertFoundDatasetMapper
 from vertfound_test_utils import INSTANT, records, tiny_cfg, tiny_model, vertebra_opts
 
 
 def _script():
-    path = os.path.join(REPO_ROOT, "scripts", "generate_embedding.py")
-    spec = importlib.util.spec_from_file_location("vertfound_generate_embedding", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/generate_embedding.py", "vertfound_generate_embedding")
 
 
 @pytest.fixture(scope="module")
