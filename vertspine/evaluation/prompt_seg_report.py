@@ -50,8 +50,9 @@ def summarize(rows: List[Dict], num_resamples: int = 2000, seed: int = 0) -> Dic
         ``{"DSC", "NSD", "DSC-<modality>", "NSD-<modality>", ..., "DSC_ci_low", "DSC_ci_high",
         "NSD_ci_low", "NSD_ci_high"}``; NaN without scored rows.
     """
+    scored_rows = _scored(rows)
     groups = defaultdict(list)
-    for row in _scored(rows):
+    for row in scored_rows:
         groups[row["modality"]].append(row["scores"])
     scored = [s for group in groups.values() for s in group]
     results = {"DSC": _mean([s.mean_dsc for s in scored]),
@@ -60,7 +61,7 @@ def summarize(rows: List[Dict], num_resamples: int = 2000, seed: int = 0) -> Dic
         results[f"DSC-{modality}"] = _mean([s.mean_dsc for s in groups[modality]])
         results[f"NSD-{modality}"] = _mean([s.mean_nsd for s in groups[modality]])
     if num_resamples:
-        results.update(_case_intervals(_scored(rows), num_resamples, seed))
+        results.update(_case_intervals(scored_rows, num_resamples, seed))
     return results
 
 
@@ -69,9 +70,7 @@ def _case_intervals(scored: List[Dict], num_resamples: int, seed: int) -> Dict[s
     rows, resampling cases (a volume's slice rows together)."""
     if not scored:
         return {f"{m}_ci_{end}": math.nan for m in ("DSC", "NSD") for end in ("low", "high")}
-    cases = sorted({r["case"] for r in scored})
-    position = {case: i for i, case in enumerate(cases)}
-    case_index = np.array([position[r["case"]] for r in scored])
+    cases, case_index = np.unique([r["case"] for r in scored], return_inverse=True)
     rows_per_case = np.bincount(case_index, minlength=len(cases))
     sums = {name: np.bincount(case_index, weights=[100 * getattr(r["scores"], attr)
                                                     for r in scored], minlength=len(cases))
