@@ -1,6 +1,7 @@
 """Tests of vertspine.data.builtin: the phantom datasets by name, generated on first use."""
 import os
 
+import numpy as np
 import pytest
 
 import vertspine  # noqa: F401  (makes detectron2 importable)
@@ -10,8 +11,12 @@ from vertspine.data.builtin import (
     PHANTOM_DATASET_NAMES,
     default_phantom_root,
     register_phantom_datasets,
+    register_phantom_large_train,
 )
-from vertspine.data.phantom import LESION_CLASSES, VERTEBRA_LEVELS, PhantomConfig
+from vertspine.data import read_image
+from vertspine.data.coco_registration import unregister_dataset
+from vertspine.data.phantom import (LESION_CLASSES, VERTEBRA_LEVELS, PhantomConfig,
+                                    generate_phantom_image)
 
 TINY = PhantomConfig(image_height=96, image_width=96, num_train=6, num_val=3,
                      num_test=2, seed=7)
@@ -77,3 +82,23 @@ def test_registering_again_with_another_root_replaces_the_entries(registered_at,
     assert MetadataCatalog.get("phantom_lesions_val").json_file.startswith(os.path.abspath(other))
     assert len(DatasetCatalog.get("phantom_lesions_val")) == TINY.num_val
     assert os.path.isdir(other) and not os.path.exists(root)
+
+
+def test_large_train_extends_the_train_split_with_the_same_first_images(tmp_path):
+    root = str(tmp_path / "phantom_train_3")
+    try:
+        names = register_phantom_large_train(root, num_train=3)
+        assert names == ["phantom_vertebrae_train_3", "phantom_lesions_train_3"]
+        records = DatasetCatalog.get("phantom_vertebrae_train_3")
+        assert len(records) == 3
+        assert MetadataCatalog.get("phantom_vertebrae_train_3").evaluator_type == "vertebra_level"
+        image, vertebrae, _ = generate_phantom_image(PhantomConfig(), "train", 2)
+        np.testing.assert_array_equal(read_image(records[2]["file_name"], format="L")[..., 0],
+                                      image)
+        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                 for a in records[2]["annotations"]]
+        np.testing.assert_allclose(boxes, [v["bbox"] for v in vertebrae], atol=1e-6)
+    finally:
+        for name in ("phantom_vertebrae_train_3", "phantom_lesions_train_3"):
+            unregister_dataset(name, missing_ok=True)
+    assert "phantom_vertebrae_train_1000" in DatasetCatalog

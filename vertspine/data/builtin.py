@@ -6,6 +6,8 @@ images included as negatives) under ``$VERTSPINE_DATASETS/phantom`` (default
 ``datasets/phantom``, relative to the working directory at import). Nothing is generated at
 import: the data is written by :func:`~vertspine.data.phantom.ensure_phantom_dataset` the first
 time one of these datasets is loaded, and reused while its manifest matches.
+``phantom_{vertebrae,lesions}_train_1000`` draw the same train split to 1000 images (its first
+200 are ``phantom_*_train``'s) under ``$VERTSPINE_DATASETS/phantom_train_1000``.
 
 It also registers ``vindr_spinexr_{train,val,test}`` (the 7 VinDr-SpineXR lesion classes,
 ``evaluator_type="vindr"``) on the output of ``tools/convert_vindr.py`` under
@@ -31,8 +33,9 @@ from .spine_categories import LESION_CLASSES, SPLITS, VERTEBRA_LEVELS
 from .vindr import default_vindr_root, require_converted, vindr_dataset_paths
 
 __all__ = [
-    "PHANTOM_DATASET_NAMES", "VINDR_DATASET_NAMES", "default_phantom_root",
-    "register_phantom_datasets", "register_vindr_datasets",
+    "PHANTOM_DATASET_NAMES", "PHANTOM_LARGE_TRAIN_IMAGES", "VINDR_DATASET_NAMES",
+    "default_phantom_root", "register_phantom_datasets", "register_phantom_large_train",
+    "register_vindr_datasets",
 ]
 
 _TASKS = {"vertebrae": VERTEBRA_LEVELS, "lesions": LESION_CLASSES}
@@ -81,6 +84,40 @@ def register_phantom_datasets(
     return list(PHANTOM_DATASET_NAMES)
 
 
+PHANTOM_LARGE_TRAIN_IMAGES = 1000
+
+
+def register_phantom_large_train(
+    root: Optional[str] = None, num_train: int = PHANTOM_LARGE_TRAIN_IMAGES
+) -> List[str]:
+    """(Re-)register ``phantom_{vertebrae,lesions}_train_<num_train>``: the phantom's train split
+    drawn to ``num_train`` images, under ``root`` (default
+    ``$VERTSPINE_DATASETS/phantom_train_<num_train>``).
+
+    Image ``i`` of a split depends only on (seed, split, i), so the first 200 images equal
+    ``phantom_*_train`` and none is a val or test image. Nothing is generated until the dataset
+    is first loaded (about 0.1 s per image).
+
+    Returns:
+        the registered names.
+    """
+    root = root or datasets_root(f"phantom_train_{num_train}")
+    cfg = PhantomConfig(num_train=num_train, num_val=0, num_test=0)
+    paths = phantom_dataset_paths(root)["train"]
+    prepare = functools.partial(ensure_phantom_dataset, root, cfg)
+    names = []
+    for task, classes in _TASKS.items():
+        name = f"phantom_{task}_train_{num_train}"
+        unregister_dataset(name, missing_ok=True)
+        extra = {"level_names": list(VERTEBRA_LEVELS)} if task == "vertebrae" else {}
+        register_coco_dataset(
+            name, paths[f"{task}_json"], paths["image_root"], num_classes=len(classes),
+            prepare=prepare, thing_classes=list(classes),
+            evaluator_type="vertebra_level" if task == "vertebrae" else "coco", **extra)
+        names.append(name)
+    return names
+
+
 def register_vindr_datasets(root: Optional[str] = None) -> List[str]:
     """(Re-)register ``vindr_spinexr_{train,val,test}`` on the converted data under ``root``.
 
@@ -109,6 +146,7 @@ def register_vindr_datasets(root: Optional[str] = None) -> List[str]:
 
 
 register_phantom_datasets()
+register_phantom_large_train()  # phantom_{vertebrae,lesions}_train_1000: more generated training images
 register_vindr_datasets()
 register_verse_datasets()  # verse19_*/verse20_*: tools/convert_verse.py output, lazy
 register_builtin_classification_datasets()  # image-level views: phantom_abnormal_*, vindr_spinexr_cls_*

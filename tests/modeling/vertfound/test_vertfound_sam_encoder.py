@@ -96,6 +96,23 @@ def test_roi_features_pool_the_box_and_its_context():
     torch.testing.assert_close(context_bins[0, 0], torch.tensor([32.0, 64.0]))
 
 
+def test_shifted_rois_pool_the_neighbours_places_along_y():
+    sam = _tiny_sam()
+    encoder = SamBoxEncoder(sam, roi_size=2, roi_context=2.0, roi_shifts=(-1.0, 0.5))
+    grid = sam.prompt_encoder.image_embedding_size[0]
+    assert encoder.roi_dim == 4 * 32 * 4
+    # An embedding equal to the y coordinate of each cell centre (in SAM input pixels).
+    y = (torch.arange(grid) + 0.5) * (encoder.image_size / grid)
+    embeddings = y.view(1, 1, grid, 1).expand(1, 32, grid, grid).contiguous()
+    boxes = torch.tensor([[32.0, 64.0, 48.0, 96.0]])  # 32 px high
+    rois = encoder.box_rois(embeddings, boxes, torch.zeros(1, dtype=torch.long)).view(4, 32, 2, 2)
+    # bin rows at y = 72, 88 in the box; the box moved up 32 px (32..64): 40, 56; moved down
+    # 16 px (80..112): 88, 104. Columns are equal (the embedding does not vary along x).
+    torch.testing.assert_close(rois[0, 0, :, 0], torch.tensor([72.0, 88.0]))
+    torch.testing.assert_close(rois[2, 0, :, 0], torch.tensor([40.0, 56.0]))
+    torch.testing.assert_close(rois[3, 5, :, 1], torch.tensor([88.0, 104.0]))
+
+
 def test_model_features_carry_roi_columns_when_enabled():
     model = tiny_model(tiny_cfg("MODEL.VERTFOUND.FUSION.SAM_ROI_SIZE", "2")).eval()
     assert model.fusion.roi_proj.in_features == model.sam_encoder.roi_dim == 256
@@ -105,3 +122,7 @@ def test_model_features_carry_roi_columns_when_enabled():
         inst = model([synthetic_input(3, seed=9)])[0]["instances"]
     assert features[0].shape == (3, model.sam_encoder.feature_dim)
     assert len(inst) == 3
+    model = tiny_model(tiny_cfg("MODEL.VERTFOUND.FUSION.SAM_ROI_SIZE", "2",
+                                "MODEL.VERTFOUND.FUSION.SAM_ROI_SHIFTS", "[-1.0, 1.0]"))
+    assert model.sam_encoder.roi_shifts == (-1.0, 1.0)
+    assert model.fusion.roi_proj.in_features == 512

@@ -11,7 +11,6 @@ from vertspine.config import get_vertspine_cfg
 from vertspine.data.phantom import VERTEBRA_LEVELS
 
 INSTANT = os.path.join(REPO_ROOT, "configs/quick_schedules/vertfound_tiny_instant_test.yaml")
-PHANTOM = os.path.join(REPO_ROOT, "configs/phantom/vertfound_tiny_phantom_vertebrae.yaml")
 
 
 def tiny_cfg(*opts):

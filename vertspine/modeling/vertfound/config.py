@@ -121,6 +121,10 @@ def add_vertfound_config(cfg: CN) -> CN:
     node.FUSION.SAM_ROI_SIZE = 0
     # Side of the context box relative to the box (same centre).
     node.FUSION.SAM_ROI_CONTEXT = 2.0
+    # Also pool the box moved by each of these multiples of its height along the image's y axis
+    # (down positive); [-1.0, 1.0] looks at both neighbours' places, which beyond a run's ends
+    # hold the skull, the sacrum or the edge of the field. [] = none.
+    node.FUSION.SAM_ROI_SHIFTS = []
 
     # Initial multiplier of the box-text cosine similarities (CLIP uses 100).
     node.LOGIT_SCALE = 100.0

@@ -55,7 +55,8 @@ def embedding_identity(model, include_clip: bool) -> Dict[str, Any]:
             "preprocessing": SAM_PREPROCESSING,
             "input_format": model.input_format,
             "token": "two-way transformer output at mask token slot 0 (multimask off)",
-            "roi": [model.sam_encoder.roi_size, model.sam_encoder.roi_context],
+            "roi": [model.sam_encoder.roi_size, model.sam_encoder.roi_context,
+                    *model.sam_encoder.roi_shifts],
             "state_sha256": state_fingerprint(sam),
         }
     }

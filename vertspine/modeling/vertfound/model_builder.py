@@ -100,6 +100,7 @@ def vertfound_parts_from_config(cfg) -> Dict[str, Any]:
                                                                           "engines"),
         "sam_roi_size": node.FUSION.SAM_ROI_SIZE,
         "sam_roi_context": node.FUSION.SAM_ROI_CONTEXT,
+        "sam_roi_shifts": tuple(node.FUSION.SAM_ROI_SHIFTS),
         "sources": {
             "sam_model_type": node.SAM.MODEL_TYPE,
             "sam_checkpoint": node.SAM.CHECKPOINT,

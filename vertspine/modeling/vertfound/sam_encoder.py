@@ -96,15 +96,19 @@ class SamBoxEncoder:
         roi_size: side k of the optional RoI-aligned image-embedding features (0 = none).
         feature_dim: width of a box's feature: the mask token, then (``roi_size`` > 0) the
             k x k RoIAlign of the image embedding in the box and in the box enlarged
-            ``roi_context`` times about its centre (2 C k^2 values). The RoI part is not in
-            VertFound; it gives encoders trained from scratch a direct local feature.
+            ``roi_context`` times about its centre, then in the box moved by each of
+            ``roi_shifts`` box heights along the image's y axis ((2 + len(roi_shifts)) C k^2
+            values). The RoI part is not in VertFound; it gives encoders trained from scratch a
+            direct local feature. Shifts of -1 and 1 pool where the neighbouring vertebrae lie:
+            beyond the run's ends, the skull, the sacrum or the edge of the field.
         engine: what runs the image encoder: "torch", or "onnxruntime" / "openvino" for a
             frozen encoder, exported on the first call (when the weights are loaded) into
             ``engine_cache_dir`` (see :mod:`vertspine.layers.engines`).
     """
 
     def __init__(self, sam: nn.Module, box_chunk: int = 64, roi_size: int = 0,
-                 roi_context: float = 2.0, *, engine: str = "torch", engine_cache_dir: str = ""):
+                 roi_context: float = 2.0, roi_shifts: Sequence[float] = (), *,
+                 engine: str = "torch", engine_cache_dir: str = ""):
         if engine not in ENGINES:
             raise ValueError(f"MODEL.VERTFOUND.SAM.ENGINE '{engine}' is not one of {ENGINES}.")
         self.sam = sam
@@ -114,8 +118,9 @@ class SamBoxEncoder:
         self.image_size = int(sam.image_encoder.img_size)
         self.token_dim = int(sam.mask_decoder.transformer_dim)
         self.roi_size, self.roi_context = int(roi_size), float(roi_context)
+        self.roi_shifts = tuple(float(s) for s in roi_shifts)
         embedding_dim = int(sam.prompt_encoder.embed_dim)
-        self.roi_dim = 2 * embedding_dim * self.roi_size ** 2
+        self.roi_dim = (2 + len(self.roi_shifts)) * embedding_dim * self.roi_size ** 2
         self.feature_dim = self.token_dim + self.roi_dim
 
     def unused_parameters(self) -> List[nn.Parameter]:
@@ -183,18 +188,24 @@ class SamBoxEncoder:
         return torch.cat(out)
 
     def box_rois(self, embeddings: Tensor, boxes: Tensor, image_index: Tensor) -> Tensor:
-        """RoIAlign features of each box and of its enlarged context box.
+        """RoIAlign features of each box, of its enlarged context box and of the box moved by
+        each of ``roi_shifts`` box heights along y.
 
         Args:
             embeddings: [B, C, h, w]. boxes: [M, 4] XYXY in SAM input pixels. image_index: [M].
         Returns:
-            [M, 2 C k^2] (box bins, then context bins), k = ``roi_size``.
+            [M, (2 + S) C k^2] (box bins, context bins, then each shifted box's bins),
+            k = ``roi_size``, S = ``len(roi_shifts)``.
         """
         centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
         context = torch.cat([centre - half * self.roi_context, centre + half * self.roi_context], 1)
+        height = boxes[:, 3:4] - boxes[:, 1:2]
+        zero = torch.zeros_like(height)
+        shifted = [boxes + torch.cat([zero, height, zero, height], 1) * shift
+                   for shift in self.roi_shifts]
         scale = embeddings.shape[-1] / self.image_size
         out = []
-        for region in (boxes, context):
+        for region in [boxes, context, *shifted]:
             rois = torch.cat([image_index[:, None].to(region.dtype), region], dim=1)
             pooled = roi_align(embeddings, rois, self.roi_size, spatial_scale=scale,
                                sampling_ratio=2, aligned=True)

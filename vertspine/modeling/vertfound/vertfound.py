@@ -59,7 +59,8 @@ class VertFound(nn.Module):
                  detections: Optional[Dict[Any, Tuple[Tensor, Tensor]]] = None,
                  cache: Optional[EmbeddingCache] = None, use_cached_clip: bool = True,
                  input_format: str = "RGB", box_chunk: int = 64, sam_roi_size: int = 0,
-                 sam_roi_context: float = 2.0, sam_engine: str = "torch",
+                 sam_roi_context: float = 2.0, sam_roi_shifts: Sequence[float] = (),
+                 sam_engine: str = "torch",
                  sam_engine_cache_dir: str = "",
                  sources: Optional[Dict[str, str]] = None):
         """
@@ -90,8 +91,8 @@ class VertFound(nn.Module):
                 photometric augmentation).
             input_format: "RGB" or "BGR", the channel order of ``image`` inputs.
             box_chunk: boxes per SAM mask-decoder call.
-            sam_roi_size, sam_roi_context: optional RoIAlign features of SAM's image embedding
-                per box (see :class:`SamBoxEncoder`; 0 = off, as in VertFound).
+            sam_roi_size, sam_roi_context, sam_roi_shifts: optional RoIAlign features of SAM's
+                image embedding per box (see :class:`SamBoxEncoder`; 0 = off, as in VertFound).
             sam_engine, sam_engine_cache_dir: what runs the frozen SAM image encoder
                 ("torch", "onnxruntime", "openvino") and where exported files are kept.
             sources: where the SAM/CLIP weights came from, for cache identities
@@ -111,7 +112,7 @@ class VertFound(nn.Module):
             raise ValueError(f"MODEL.VERTFOUND.SAM.ENGINE '{sam_engine}' runs an exported, frozen "
                              "encoder: set MODEL.VERTFOUND.SAM.FROZEN True or ENGINE 'torch'.")
         self.sam_encoder = SamBoxEncoder(sam, box_chunk, sam_roi_size, sam_roi_context,
-                                         engine=sam_engine, engine_cache_dir=sam_engine_cache_dir)
+                                         sam_roi_shifts, engine=sam_engine, engine_cache_dir=sam_engine_cache_dir)
         self.clip_encoder = ClipImageTokens(clip.visual, clip_layers, clip_resize)
         self.text = LevelTextClassifier(clip.encode_text, tokenizer, class_names, templates,
                                         expand_names, trainable=not freeze_clip_text)
