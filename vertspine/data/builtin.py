@@ -66,22 +66,32 @@ def register_phantom_datasets(
     cfg = cfg or PhantomConfig()
     paths = phantom_dataset_paths(root)
     prepare = functools.partial(ensure_phantom_dataset, root, cfg)
-    for task, classes in _TASKS.items():
-        extra = {"level_names": list(VERTEBRA_LEVELS)} if task == "vertebrae" else {}
+    for task in _TASKS:
         for split in SPLITS:
-            name = f"phantom_{task}_{split}"
-            unregister_dataset(name, missing_ok=True)
-            register_coco_dataset(
-                name,
-                paths[split][f"{task}_json"],
-                paths[split]["image_root"],
-                num_classes=len(classes),
-                prepare=prepare,
-                thing_classes=list(classes),
-                evaluator_type="vertebra_level" if task == "vertebrae" else "coco",
-                **extra,
-            )
+            _register_phantom_split(f"phantom_{task}_{split}", task, paths[split], prepare)
     return list(PHANTOM_DATASET_NAMES)
+
+
+def _register_phantom_split(name: str, task: str, split_paths, prepare) -> None:
+    """(Re-)register one phantom split of ``task`` ("vertebrae" or "lesions") as ``name``.
+
+    Args:
+        split_paths: the split's entry of :func:`phantom_dataset_paths`.
+        prepare: called before the json is read (generates the dataset when needed).
+    """
+    classes = _TASKS[task]
+    extra = {"level_names": list(VERTEBRA_LEVELS)} if task == "vertebrae" else {}
+    unregister_dataset(name, missing_ok=True)
+    register_coco_dataset(
+        name,
+        split_paths[f"{task}_json"],
+        split_paths["image_root"],
+        num_classes=len(classes),
+        prepare=prepare,
+        thing_classes=list(classes),
+        evaluator_type="vertebra_level" if task == "vertebrae" else "coco",
+        **extra,
+    )
 
 
 PHANTOM_LARGE_TRAIN_IMAGES = 1000
@@ -105,16 +115,9 @@ def register_phantom_large_train(
     cfg = PhantomConfig(num_train=num_train, num_val=0, num_test=0)
     paths = phantom_dataset_paths(root)["train"]
     prepare = functools.partial(ensure_phantom_dataset, root, cfg)
-    names = []
-    for task, classes in _TASKS.items():
-        name = f"phantom_{task}_train_{num_train}"
-        unregister_dataset(name, missing_ok=True)
-        extra = {"level_names": list(VERTEBRA_LEVELS)} if task == "vertebrae" else {}
-        register_coco_dataset(
-            name, paths[f"{task}_json"], paths["image_root"], num_classes=len(classes),
-            prepare=prepare, thing_classes=list(classes),
-            evaluator_type="vertebra_level" if task == "vertebrae" else "coco", **extra)
-        names.append(name)
+    names = [f"phantom_{task}_train_{num_train}" for task in _TASKS]
+    for name, task in zip(names, _TASKS):
+        _register_phantom_split(name, task, paths, prepare)
     return names
 
 

@@ -112,7 +112,8 @@ class VertFound(nn.Module):
             raise ValueError(f"MODEL.VERTFOUND.SAM.ENGINE '{sam_engine}' runs an exported, frozen "
                              "encoder: set MODEL.VERTFOUND.SAM.FROZEN True or ENGINE 'torch'.")
         self.sam_encoder = SamBoxEncoder(sam, box_chunk, sam_roi_size, sam_roi_context,
-                                         sam_roi_shifts, engine=sam_engine, engine_cache_dir=sam_engine_cache_dir)
+                                         sam_roi_shifts, engine=sam_engine,
+                                         engine_cache_dir=sam_engine_cache_dir)
         self.clip_encoder = ClipImageTokens(clip.visual, clip_layers, clip_resize)
         self.text = LevelTextClassifier(clip.encode_text, tokenizer, class_names, templates,
                                         expand_names, trainable=not freeze_clip_text)
