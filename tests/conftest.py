@@ -1,9 +1,7 @@
-"""Shared fixtures: a tiny phantom dataset, helpers to run train_net.py in a subprocess and to
+"""Shared fixtures: a tiny phantom dataset, helpers to run train_net.py in a child process and to
 import the repository's scripts."""
 import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -50,12 +48,13 @@ def load_script(relative_path: str, name: str):
 
 
 def run_train_net(args, *, timeout=600, check=True):
-    """Run ``python train_net.py ARGS`` from the repository root; returns CompletedProcess."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "train_net.py"), *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )
+    """Run ``train_net.py ARGS`` from the repository root in a child process, forked from a
+    server that has imported torch and vertspine (``preloaded_processes``); returns
+    CompletedProcess."""
+    from preloaded_processes import run_script
+
+    result = run_script(os.path.join(REPO_ROOT, "train_net.py"), args, cwd=REPO_ROOT,
+                        timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
             f"train_net.py {' '.join(args)} exited {result.returncode}:\n{result.stderr[-6000:]}"

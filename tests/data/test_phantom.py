@@ -1,6 +1,5 @@
 """Tests of vertspine.data.phantom: determinism, annotations, cues, lesions, files, caching."""
 import json
-import multiprocessing
 import os
 
 import cv2
@@ -8,6 +7,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+
+from preloaded_processes import CONTEXT
 
 import vertspine  # noqa: F401  (makes detectron2 importable)
 from detectron2.data.datasets import load_coco_json
@@ -301,10 +302,9 @@ def test_two_processes_ensuring_at_once_both_succeed(tmp_path):
     root = str(tmp_path / "phantom")
     cfg = PhantomConfig(image_height=96, image_width=96, num_train=30, num_val=5, num_test=3,
                         seed=4)
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
+    barrier = CONTEXT.Barrier(2)  # processes forked from a server that has imported vertspine
     workers = [
-        context.Process(target=_ensure_after_barrier, args=(barrier, root, cfg)) for _ in range(2)
+        CONTEXT.Process(target=_ensure_after_barrier, args=(barrier, root, cfg)) for _ in range(2)
     ]
     for worker in workers:
         worker.start()
