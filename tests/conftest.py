@@ -6,6 +6,7 @@ import os
 import pytest
 
 import vertspine  # noqa: F401  (first: makes detectron2 importable without compiled ops)
+from preloaded_processes import run_script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTANT_CONFIG = os.path.join(
@@ -51,8 +52,6 @@ def run_train_net(args, *, timeout=600, check=True):
     """Run ``train_net.py ARGS`` from the repository root in a child process, forked from a
     server that has imported torch and vertspine (``preloaded_processes``); returns
     CompletedProcess."""
-    from preloaded_processes import run_script
-
     result = run_script(os.path.join(REPO_ROOT, "train_net.py"), args, cwd=REPO_ROOT,
                         timeout=timeout)
     if check and result.returncode != 0:

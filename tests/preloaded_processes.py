@@ -37,7 +37,7 @@ def run_script(script, args, *, cwd, timeout):
     Raises:
         subprocess.TimeoutExpired: the child ran longer than ``timeout`` seconds (it is killed).
     """
-    with tempfile.TemporaryDirectory(prefix="train_net_process_") as folder:
+    with tempfile.TemporaryDirectory(prefix="preloaded_process_") as folder:
         stdout_path, stderr_path = (os.path.join(folder, name) for name in ("stdout", "stderr"))
         child = CONTEXT.Process(target=_run_as_main, args=(
             script, list(args), cwd, dict(os.environ), stdout_path, stderr_path))
