@@ -111,17 +111,18 @@ def test_resume_after_kill_continues_at_next_iteration(phantom_opts, tmp_path):
             "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out]
     process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train_net.py"), *args],
                                cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = os.path.join(out, "model_0000003.pth")  # saved after 4 iterations
+    # saved after 4 iterations; the kill waits for last_checkpoint to name it, since the file is
+    # renamed into place before last_checkpoint is re-tagged (CI once killed between the two)
+    checkpoint = "model_0000003.pth"
     deadline = time.time() + 300
-    while not os.path.exists(checkpoint) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    while (_last_checkpoint(out) != checkpoint and process.poll() is None
+           and time.time() < deadline):
+        time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert os.path.exists(checkpoint), "the run ended before its second checkpoint"
+    assert _last_checkpoint(out) >= checkpoint, "the run ended before its second checkpoint"
     assert not os.path.exists(os.path.join(out, "model_final.pth"))
-    with open(os.path.join(out, "last_checkpoint")) as f:
-        last = f.read().strip()
-    last_iteration = torch.load(os.path.join(out, last), map_location="cpu",
+    last_iteration = torch.load(os.path.join(out, _last_checkpoint(out)), map_location="cpu",
                                 weights_only=False)["iteration"]
     assert last_iteration >= 3
     stale = os.path.join(out, f".model_{last_iteration + 2:07d}.pth.k2j4h1.tmp")  # a cut save
@@ -137,6 +138,15 @@ def test_resume_after_kill_continues_at_next_iteration(phantom_opts, tmp_path):
     # each iteration once: the lines the killed run wrote after its checkpoint were dropped
     assert _iterations_logged(out) == list(range(12))
     assert not os.path.exists(stale)
+
+
+def _last_checkpoint(output_dir):
+    """The file name ``output_dir/last_checkpoint`` names ('' before the first save)."""
+    try:
+        with open(os.path.join(output_dir, "last_checkpoint")) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _weights(path):
