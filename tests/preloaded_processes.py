@@ -3,7 +3,7 @@
 A fresh interpreter spends seconds importing torch, detectron2 and vertspine; the suite runs
 train_net.py about twenty times. multiprocessing's "forkserver" imports them once, in a process
 that computes nothing (so no thread pool is forked), and forks a child per process started
-through ``CONTEXT``. ``run_script`` runs a script there as ``__main__`` with the ``sys.argv``,
+through ``CONTEXT``. ``run_script`` runs a script there (``start_script`` starts one) as ``__main__`` with the ``sys.argv``,
 environment and working directory a subprocess would get, its stdout and stderr in files.
 """
 import multiprocessing
@@ -30,6 +30,16 @@ def _run_as_main(script, args, cwd, env, stdout_path, stderr_path):
     runpy.run_path(script, run_name="__main__")
 
 
+def start_script(script, args, *, cwd, stdout_path, stderr_path):
+    """Start ``script ARGS`` in a forked child, its stdout and stderr written to the two paths;
+    returns the started ``multiprocessing`` process (``is_alive``, ``kill``, ``join``,
+    ``exitcode``: 1 for an uncaught exception)."""
+    child = CONTEXT.Process(target=_run_as_main, args=(
+        script, list(args), cwd, dict(os.environ), stdout_path, stderr_path))
+    child.start()
+    return child
+
+
 def run_script(script, args, *, cwd, timeout):
     """Run ``script ARGS`` in a forked child; returns a ``subprocess.CompletedProcess`` with the
     exit code (1 for an uncaught exception, whose traceback is in stderr) and the text output.
@@ -39,9 +49,8 @@ def run_script(script, args, *, cwd, timeout):
     """
     with tempfile.TemporaryDirectory(prefix="preloaded_process_") as folder:
         stdout_path, stderr_path = (os.path.join(folder, name) for name in ("stdout", "stderr"))
-        child = CONTEXT.Process(target=_run_as_main, args=(
-            script, list(args), cwd, dict(os.environ), stdout_path, stderr_path))
-        child.start()
+        child = start_script(script, args, cwd=cwd, stdout_path=stdout_path,
+                             stderr_path=stderr_path)
         child.join(timeout)
         if child.is_alive():
             child.kill()

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from conftest import INSTANT_CONFIG, REPO_ROOT, run_train_net
+from preloaded_processes import start_script
 from vertspine.config import ConfigError
 from vertspine.engine.checkpoint import CheckpointReadError
 
@@ -109,17 +109,18 @@ def test_resume_after_kill_continues_at_next_iteration(phantom_opts, tmp_path):
     # 8 iterations are left after the second checkpoint: the kill lands long before the end
     args = ["--config-file", INSTANT_CONFIG, *phantom_opts, "SOLVER.MAX_ITER", "12",
             "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out]
-    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train_net.py"), *args],
-                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_script(os.path.join(REPO_ROOT, "train_net.py"), args, cwd=REPO_ROOT,
+                           stdout_path=str(tmp_path / "killed.stdout"),
+                           stderr_path=str(tmp_path / "killed.stderr"))
     # saved after 4 iterations; the kill waits for last_checkpoint to name it, since the file is
     # renamed into place before last_checkpoint is re-tagged (CI once killed between the two)
     checkpoint = "model_0000003.pth"
     deadline = time.time() + 300
-    while (_last_checkpoint(out) != checkpoint and process.poll() is None
+    while (_last_checkpoint(out) != checkpoint and process.is_alive()
            and time.time() < deadline):
         time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.kill()  # SIGKILL
+    process.join()
     assert _last_checkpoint(out) >= checkpoint, "the run ended before its second checkpoint"
     assert not os.path.exists(os.path.join(out, "model_final.pth"))
     last_iteration = torch.load(os.path.join(out, _last_checkpoint(out)), map_location="cpu",
