@@ -3,8 +3,9 @@
 A fresh interpreter spends seconds importing torch, detectron2 and vertspine; the suite runs
 train_net.py about twenty times. multiprocessing's "forkserver" imports them once, in a process
 that computes nothing (so no thread pool is forked), and forks a child per process started
-through ``CONTEXT``. ``run_script`` runs a script there (``start_script`` starts one) as ``__main__`` with the ``sys.argv``,
-environment and working directory a subprocess would get, its stdout and stderr in files.
+through ``CONTEXT``. ``run_script`` runs a script there as ``__main__`` (``start_script`` starts
+one and returns) with the ``sys.argv``, environment and working directory a subprocess would get,
+its stdout and stderr in files.
 """
 import multiprocessing
 import os

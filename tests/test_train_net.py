@@ -121,7 +121,7 @@ def test_resume_after_kill_continues_at_next_iteration(phantom_opts, tmp_path):
         time.sleep(0.1)
     process.kill()  # SIGKILL
     process.join()
-    assert _last_checkpoint(out) >= checkpoint, "the run ended before its second checkpoint"
+    assert os.path.exists(os.path.join(out, checkpoint)), "the run ended before checkpoint 2"
     assert not os.path.exists(os.path.join(out, "model_final.pth"))
     last_iteration = torch.load(os.path.join(out, _last_checkpoint(out)), map_location="cpu",
                                 weights_only=False)["iteration"]
