@@ -189,3 +189,39 @@ def test_the_predict_tool_runs_the_export_folder(workspace, exported, tmp_path):
         assert agree >= 0.999
     with pytest.raises(ValueError, match="export folder.*--engine onnxruntime or openvino"):
         tool.main(_args(exported, workspace["cases"], tmp_path / "torch"))
+
+
+def test_mask_prompt_graphs_match_pytorch_and_the_tool_propagates_with_them(workspace, tmp_path):
+    """A model with mask prompts: its exported decoder takes masks and per-box flags (boxes
+    with and without a prompt in one call) and agrees with PyTorch in both engines; the predict
+    tool's 3D propagation with PROPAGATION.MASK_PROMPT gives PyTorch's labels."""
+    masked = ["MODEL.PROMPT_SEG.MASK_PROMPT", "True"]
+    model = tiny_model(*TINY_SAM_VIT, *masked, seed=3).eval()
+    torch.save({"model": model.state_dict()}, str(tmp_path / "masked.pth"))
+    folder = tmp_path / "exported"
+    assert _tool("export_prompt_seg").main(
+        ["--config-file", INSTANT, "--weights", str(tmp_path / "masked.pth"),
+         "--output", str(folder), *TINY_SAM_VIT, *masked]) == 0
+    reference = BoxPromptPredictor.from_model(model, "torch", mask_prompt=True)
+    embedding = reference.encode([workspace["image"]])
+    boxes = torch.tensor([[2.0, 3.0, 20.5, 17.25], [4.0, 1.0, 30.0, 25.0], [8.0, 8.0, 16.0, 24.0]])
+    masks = (torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    flags = torch.tensor([1.0, 0.0, 1.0])
+    ref_logits, ref_iou = reference.decoder(embedding, boxes, masks, flags)
+    plain_logits, _ = reference.decoder(embedding, boxes, masks, torch.zeros(3))
+    assert not torch.allclose(ref_logits[0], plain_logits[0], atol=1e-2)  # the prompt counts
+    torch.testing.assert_close(ref_logits[1], plain_logits[1])  # an unflagged row ignores it
+    for kind in ("onnxruntime", "openvino"):
+        engine = BoxPromptPredictor.from_export(str(folder), kind, mask_prompt=True)
+        logits, iou = engine.decoder(embedding, boxes, masks, flags)
+        assert torch.allclose(logits, ref_logits, atol=ATOL_LOGITS)
+        assert torch.allclose(iou, ref_iou, atol=ATOL_LOGITS)
+    out = tmp_path / "out"
+    assert _tool("predict_prompt_seg").main(
+        _args(folder, workspace["cases"], out, "--engine", "openvino", *masked,
+              "MODEL.PROMPT_SEG.PROPAGATION.MASK_PROMPT", "True")) == 0
+    case = read_prompt_seg_npz(os.path.join(workspace["cases"], "3DBox_CT_0002.npz"))
+    agree = np.mean(read_segs(str(out / "3DBox_CT_0002.npz")) == reference.predict(case).segs)
+    assert agree >= 0.999
+    with pytest.raises(ValueError, match="decoder that takes them"):
+        BoxPromptPredictor.from_model(workspace["general"], "torch", mask_prompt=True)

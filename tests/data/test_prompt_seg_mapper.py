@@ -121,8 +121,9 @@ def test_3d_slices_random_draw_and_ct_window(tmp_path):
         mapper(False, image_size=12)(record)
 
 
-def test_3d_boxes_from_adjacent_slices_with_their_probability(tmp_path):
-    # an object moving 2 px along x per slice on slices 1-3, another only on slice 2
+def moving_object_record(tmp_path):
+    """A 3D record of slice 2 of a volume where object 1 moves 2 px along x per slice (slices
+    1-3) and object 2 is on slice 2 only; and its labels."""
     labels = np.zeros((5, 12, 12), np.uint8)
     for z, x in ((1, 1), (2, 3), (3, 5)):
         labels[z, 2:6, x:x + 4] = 1
@@ -130,8 +131,12 @@ def test_3d_boxes_from_adjacent_slices_with_their_probability(tmp_path):
     path = str(tmp_path / "CT_moving.npz")
     write_prompt_seg_npz(path, np.zeros((5, 12, 12), np.int16), gts=labels,
                          spacing=(2.5, 0.8, 0.8))
-    record = {"file_name": path, "image_id": "CT_moving", "modality": "CT", "height": 12,
-              "width": 12, "slice_index": 2}
+    return {"file_name": path, "image_id": "CT_moving", "modality": "CT", "height": 12,
+            "width": 12, "slice_index": 2}, labels
+
+
+def test_3d_boxes_from_adjacent_slices_with_their_probability(tmp_path):
+    record, labels = moving_object_record(tmp_path)
     np.random.seed(0)
     always = mapper(True, image_size=12, neighbour_slice_box_prob=1.0)
     seen = set()
@@ -147,3 +152,48 @@ def test_3d_boxes_from_adjacent_slices_with_their_probability(tmp_path):
     np.testing.assert_array_equal(edge["boxes"][0].numpy(), [3, 2, 6, 5])
     with pytest.raises(ValueError, match="NEIGHBOUR_SLICE_BOX_PROB"):
         mapper(True, image_size=12, neighbour_slice_box_prob=1.5)
+
+
+def test_3d_mask_prompts_are_the_box_slice_mask_flipped_with_the_image(tmp_path):
+    record, labels = moving_object_record(tmp_path)
+    np.random.seed(1)
+    prompted = mapper(True, image_size=12, neighbour_slice_box_prob=1.0, mask_prompt_prob=1.0,
+                      flip_prob=0.5)
+    flips = {(fx, fy): (lambda m, fx=fx, fy=fy: m[::-1 if fy else 1, ::-1 if fx else 1])
+             for fx in (0, 1) for fy in (0, 1)}
+    seen = set()
+    for _ in range(32):
+        out = prompted(record)
+        flip = [f for f, apply in flips.items()
+                if np.array_equal(out["gt_masks"][0].numpy(), apply(labels[2] == 1))]
+        assert len(flip) == 1
+        prompt = out["mask_prompts"][0].numpy()
+        source = [z for z in (1, 3) if np.array_equal(prompt, flips[flip[0]](labels[z] == 1))]
+        assert len(source) == 1  # a neighbour's mask, flipped as the image
+        rows, cols = np.nonzero(prompt)  # the box is that mask's (no jitter)
+        np.testing.assert_array_equal(out["boxes"][0].numpy(),
+                                      [cols.min(), rows.min(), cols.max(), rows.max()])
+        seen.add((source[0], *flip[0]))
+        assert out["has_mask_prompt"].tolist() == [True, False]  # object 2 has no neighbour
+        assert not out["mask_prompts"][1].any()
+        assert out["mask_prompts"].dtype == torch.uint8
+    assert len(seen) == 8  # both neighbours, each flip
+    plain = mapper(True, image_size=12, neighbour_slice_box_prob=1.0)(record)
+    assert "mask_prompts" not in plain and "has_mask_prompt" not in plain
+    own_box = mapper(True, image_size=12, mask_prompt_prob=1.0)(record)
+    assert not own_box["has_mask_prompt"].any()  # boxes from their own slice get no prompt
+    with pytest.raises(ValueError, match="MASK_PROMPT_PROB"):
+        mapper(True, image_size=12, mask_prompt_prob=-0.1)
+
+
+def test_3d_mask_prompts_are_dilated_or_eroded_by_at_most_the_distortion(tmp_path):
+    record, labels = moving_object_record(tmp_path)
+    np.random.seed(2)
+    distorted = mapper(True, image_size=12, neighbour_slice_box_prob=1.0, mask_prompt_prob=1.0,
+                       mask_prompt_distort=1)
+    sizes = set()
+    for _ in range(30):
+        prompt = distorted(record)["mask_prompts"][0].numpy().astype(bool)
+        sizes.add(int(prompt.sum()))
+    # the 4 x 4 square: eroded to 2 x 2 (4 px), as is (16), dilated by the cross (16 + 16)
+    assert sizes == {4, 16, 32}

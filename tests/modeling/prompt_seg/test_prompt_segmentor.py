@@ -54,7 +54,7 @@ def test_masks_land_in_the_original_frame(monkeypatch):
     model = tiny_model().eval()
     model.box_chunk = 1  # boxes decoded one at a time, then reassembled per image
 
-    def box_logits(embeddings, boxes, image_index):
+    def box_logits(embeddings, boxes, image_index, mask_prompts=None, has_mask_prompt=None):
         ys, xs = torch.meshgrid(torch.arange(S) + 0.5, torch.arange(S) + 0.5, indexing="ij")
         inside = [(xs > b[0]) & (xs < b[2]) & (ys > b[1]) & (ys < b[3]) for b in boxes]
         logits = torch.stack(inside).float() * 20 - 10 if inside else torch.zeros(0, S, S)
@@ -119,3 +119,30 @@ def test_bad_inputs_name_the_file(change, message):
     model = tiny_model().train()
     with pytest.raises(ValueError, match=message):
         model([{**_record([(2, 2, 12, 10), (14, 16, 30, 30)], seed=7), **change}])
+
+
+def test_mask_prompts_train_the_mask_downscaling_and_change_the_output():
+    model = tiny_model("MODEL.PROMPT_SEG.MASK_PROMPT", "True").train()
+    boxes = [(2, 2, 12, 10), (14, 16, 30, 30)]
+    plain = _record(boxes, seed=8)
+    prompted = {**plain, "mask_prompts": plain["gt_masks"].clone(),
+                "has_mask_prompt": torch.tensor([True, False])}
+    # an input without mask prompts still reaches every trainable parameter (DDP-safe)
+    sum(model([plain]).values()).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    model.eval()
+    with torch.no_grad():
+        without, with_ = (model([r])[0]["prompt_seg"]["mask_logits"] for r in (plain, prompted))
+    assert not torch.allclose(without[0], with_[0])  # box 0 has a prompt
+    torch.testing.assert_close(without[1], with_[1])  # box 1 is flagged without one
+
+
+def test_mask_prompts_need_a_model_built_for_them():
+    record = _record([(2, 2, 12, 10)], seed=9)
+    with pytest.raises(ValueError, match="MODEL.PROMPT_SEG.MASK_PROMPT"):
+        tiny_model().train()([{**record, "mask_prompts": record["gt_masks"],
+                               "has_mask_prompt": torch.tensor([True])}])
+    with pytest.raises(ValueError, match=r"case9.npz: mask_prompts \[1, 16, 16\]"):
+        tiny_model("MODEL.PROMPT_SEG.MASK_PROMPT", "True").train()(
+            [{**record, "mask_prompts": torch.zeros(1, 16, 16),
+              "has_mask_prompt": torch.tensor([True])}])

@@ -220,7 +220,8 @@ def test_inference_options_come_from_the_config_and_name_a_bad_key():
     from vertspine.modeling.prompt_seg import inference_options
     cfg = get_vertspine_cfg()
     assert inference_options(cfg) == {"expand": 3.0, "min_iou": 0.0, "on_collapse": "stop",
-                                      "within_prompt": True, "overlap": "iou"}
+                                      "within_prompt": True, "mask_prompt": False,
+                                      "overlap": "iou"}
     cfg.MODEL.PROMPT_SEG.PROPAGATION.ON_COLLAPSE = "last"
     with pytest.raises(ValueError, match="PROPAGATION.ON_COLLAPSE = 'last'"):
         inference_options(cfg)
@@ -228,3 +229,52 @@ def test_inference_options_come_from_the_config_and_name_a_bad_key():
     cfg.MODEL.PROMPT_SEG.OVERLAP = "larger"
     with pytest.raises(ValueError, match="MODEL.PROMPT_SEG.OVERLAP = 'larger'"):
         inference_options(cfg)
+    cfg.MODEL.PROMPT_SEG.OVERLAP = "iou"
+    cfg.MODEL.PROMPT_SEG.PROPAGATION.MASK_PROMPT = True
+    with pytest.raises(ValueError, match="set MODEL.PROMPT_SEG.MASK_PROMPT"):
+        inference_options(cfg)
+    cfg.MODEL.PROMPT_SEG.MASK_PROMPT = True
+    assert inference_options(cfg)["mask_prompt"] is True
+
+
+class MaskPromptRecorder(ThresholdSegmenter):
+    """ThresholdSegmenter that also records the mask prompt of each decode (None without)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mask_prompts = []
+
+    def decode(self, embedding, boxes, mask_prompts=None):
+        self.mask_prompts.append(None if mask_prompts is None else mask_prompts.copy())
+        return super().decode(embedding, boxes)
+
+
+@pytest.mark.parametrize("mask_prompt", [True, False])
+def test_propagated_slices_get_the_previous_slice_mask_as_prompt(mask_prompt):
+    volume = drifting_disc()
+    model = MaskPromptRecorder()
+    box = np.array([[11, 11, 0, 21, 21, 8]])
+    segs, _, _ = propagate_boxes(volume, box, model.segmenter, expand=24,
+                                 mask_prompt=mask_prompt)
+    np.testing.assert_array_equal(segs, volume.astype(np.uint16))
+    # decode order: the middle slice 4, then up 5..8, then down 3..0
+    order = [4, 5, 6, 7, 8, 3, 2, 1, 0]
+    previous = {5: 4, 6: 5, 7: 6, 8: 7, 3: 4, 2: 3, 1: 2, 0: 1}
+    assert len(model.mask_prompts) == len(order)
+    assert model.mask_prompts[0] is None  # the middle slice has its box only
+    for z, prompt in zip(order[1:], model.mask_prompts[1:]):
+        if not mask_prompt:
+            assert prompt is None
+            continue
+        assert prompt.shape == (1, 32, 32) and prompt.dtype == bool
+        np.testing.assert_array_equal(prompt[0], volume[previous[z]] > 0.5)
+
+
+def test_a_fallback_to_the_box_gets_no_mask_prompt():
+    volume = drifting_disc(depth=5, step=0, start=16)
+    volume[3] = 0  # the object vanishes on slice 3 and is back on slice 4
+    model = MaskPromptRecorder()
+    propagate_boxes(volume, np.array([[11, 11, 0, 21, 21, 4]]), model.segmenter, expand=24,
+                    on_collapse="box", mask_prompt=True)
+    # slices 2 (middle), 3 (prompted by slice 2's mask, empty), 4 (the box again), 1, 0
+    assert [p is None for p in model.mask_prompts] == [True, False, True, False, False]

@@ -30,6 +30,13 @@ def add_prompt_seg_input_config(cfg: CN) -> CN:
     # adjacent slice (z - 1 or z + 1, where the object is present) instead of its own, as 3D
     # inference prompts each slice with the previous slice's mask box; 0 disables.
     node.NEIGHBOUR_SLICE_BOX_PROB = 0.0
+    # Training, 3D slices: probability that an object whose box came from an adjacent slice
+    # also gets that slice's mask as a mask prompt (MODEL.PROMPT_SEG.MASK_PROMPT), as 3D
+    # propagation gives each slice the previous slice's mask; 0 disables.
+    node.MASK_PROMPT_PROB = 0.0
+    # Training: a mask prompt is dilated or eroded (even odds) by randint(0, MASK_PROMPT_DISTORT)
+    # px of the S x S frame, standing in for the errors of the previous slice's prediction.
+    node.MASK_PROMPT_DISTORT = 0
     # Training: probability of a horizontal flip and, independently, of a vertical flip.
     node.FLIP_PROB = 0.5
     # CT window (level, width) in HU applied before the min-max normalisation to records whose

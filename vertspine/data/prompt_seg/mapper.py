@@ -11,7 +11,10 @@ at most ``BOXES_PER_IMAGE`` objects, and box jitter: each side moves outwards by
 3D training slices can take an object's box from its mask on an adjacent slice
 (``NEIGHBOUR_SLICE_BOX_PROB``): 3D inference prompts each slice with the box of the previous
 slice's mask (:mod:`vertspine.modeling.prompt_seg.propagation`), so the model learns to follow an
-object that moved or changed size since that slice.
+object that moved or changed size since that slice. Such an object may also get that slice's
+mask as a mask prompt (``MASK_PROMPT_PROB``; the S x S frame, dilated or eroded by up to
+``MASK_PROMPT_DISTORT`` px, flipped with the image), as propagation with
+``MODEL.PROMPT_SEG.PROPAGATION.MASK_PROMPT`` gives each slice the previous slice's mask.
 Randomness comes from ``np.random`` (seeded per data-loader worker by detectron2).
 """
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -19,6 +22,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from detectron2.config import configurable
+from scipy.ndimage import binary_dilation, binary_erosion
 
 from ..mapper_registry import MAPPER_REGISTRY
 from .npz_format import read_prompt_seg_npz
@@ -35,13 +39,16 @@ class PromptSegMapper:
     S x S frame (inclusive pixel indices, float); ``gt_masks`` uint8 [B, S, S] 0/1 (padding 0);
     ``gt_labels`` int64 [B] (each box's label value in ``gts``); ``height``, ``width`` (original
     size); ``resized_size`` (h, w) before padding; ``file_name``, ``image_id``, ``modality``; 3D
-    also ``slice_index`` and ``spacing`` (mm, array order D, H, W). Test mode: every object of the
-    image in increasing label order, no augmentation.
+    also ``slice_index`` and ``spacing`` (mm, array order D, H, W); 3D training with
+    ``mask_prompt_prob`` also ``mask_prompts`` uint8 [B, S, S] 0/1 and ``has_mask_prompt`` bool
+    [B] (rows without a prompt are zeros). Test mode: every object of the image in increasing
+    label order, no augmentation.
     """
 
     @configurable
     def __init__(self, is_train: bool = True, *, image_size: int, boxes_per_image: int,
                  box_jitter: int, flip_prob: float, neighbour_slice_box_prob: float = 0.0,
+                 mask_prompt_prob: float = 0.0, mask_prompt_distort: int = 0,
                  ct_window: Optional[Sequence[float]] = None,
                  ct_window_modalities: Sequence[str] = ("CT",)):
         """
@@ -53,6 +60,9 @@ class PromptSegMapper:
             flip_prob: training: probability of each flip (horizontal, vertical).
             neighbour_slice_box_prob: 3D training: probability that an object's box comes
                 from its mask on slice z - 1 or z + 1 (drawn among those holding it).
+            mask_prompt_prob: 3D training: probability that such an object also gets that
+                slice's mask as a mask prompt.
+            mask_prompt_distort: the most px a mask prompt is dilated or eroded.
             ct_window: (level, width) HU applied to ``ct_window_modalities``, or None.
             ct_window_modalities: modalities whose images are windowed.
         Raises:
@@ -64,6 +74,8 @@ class PromptSegMapper:
                   ("FLIP_PROB", flip_prob, 0.0 <= flip_prob <= 1.0),
                   ("NEIGHBOUR_SLICE_BOX_PROB", neighbour_slice_box_prob,
                    0.0 <= neighbour_slice_box_prob <= 1.0),
+                  ("MASK_PROMPT_PROB", mask_prompt_prob, 0.0 <= mask_prompt_prob <= 1.0),
+                  ("MASK_PROMPT_DISTORT", mask_prompt_distort, mask_prompt_distort >= 0),
                   ("CT_WINDOW", ct_window,
                    not ct_window or (len(ct_window) == 2 and ct_window[1] > 0)))
         for key, value, ok in checks:
@@ -76,6 +88,8 @@ class PromptSegMapper:
         self.box_jitter = int(box_jitter)
         self.flip_prob = float(flip_prob)
         self.neighbour_slice_box_prob = float(neighbour_slice_box_prob)
+        self.mask_prompt_prob = float(mask_prompt_prob)
+        self.mask_prompt_distort = int(mask_prompt_distort)
         self.ct_window = tuple(ct_window) if ct_window else None
         self.ct_window_modalities = tuple(ct_window_modalities)
 
@@ -89,6 +103,8 @@ class PromptSegMapper:
             "box_jitter": node.BOX_JITTER,
             "flip_prob": node.FLIP_PROB,
             "neighbour_slice_box_prob": node.NEIGHBOUR_SLICE_BOX_PROB,
+            "mask_prompt_prob": node.MASK_PROMPT_PROB,
+            "mask_prompt_distort": node.MASK_PROMPT_DISTORT,
             "ct_window": tuple(node.CT_WINDOW) or None,
             "ct_window_modalities": tuple(node.CT_WINDOW_MODALITIES),
         }
@@ -129,15 +145,24 @@ class PromptSegMapper:
         window = self.ct_window if record.get("modality") in self.ct_window_modalities else None
         tensor, (new_h, new_w) = preprocess_image(image, self.image_size, window)
         boxes = mask_boxes(labels, values)
+        sources = np.full(len(values), -1)  # the slice each box came from, -1: its own
         if self.is_train and index is not None and self.neighbour_slice_box_prob > 0:
-            boxes = self._neighbour_slice_boxes(case.gts, index, values, boxes)
+            boxes, sources = self._neighbour_slice_boxes(case.gts, index, values, boxes)
         boxes = scale_boxes(boxes, height, width, self.image_size)
         masks = (resize_labels(labels, self.image_size)[None] == values[:, None, None])
         masks = masks.astype(np.uint8)
+        prompts = None
+        if self.is_train and index is not None and self.mask_prompt_prob > 0:
+            prompts, has_prompt = self._mask_prompts(case.gts, values, sources)
         if self.is_train:
             keep = masks.any(axis=(1, 2))  # objects lost by the nearest-neighbour downsizing
             values, boxes, masks = values[keep], boxes[keep], masks[keep]
+            if prompts is not None:  # flipped with the GT masks: one stack through _augment
+                prompts, has_prompt = prompts[keep], has_prompt[keep]
+                masks = np.concatenate([masks, prompts])
             tensor, boxes, masks = self._augment(tensor, boxes, masks, new_h, new_w)
+            if prompts is not None:
+                masks, prompts = np.split(masks, 2)
         out = {
             "image": torch.from_numpy(np.ascontiguousarray(tensor)),
             "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
@@ -149,10 +174,13 @@ class PromptSegMapper:
         }
         if index is not None:
             out.update(slice_index=index, spacing=tuple(case.spacing))
+        if prompts is not None:
+            out.update(mask_prompts=torch.from_numpy(np.ascontiguousarray(prompts)),
+                       has_mask_prompt=torch.from_numpy(has_prompt))
         return out
 
     def _neighbour_slice_boxes(self, gts: np.ndarray, index: int, values: np.ndarray,
-                               boxes: np.ndarray) -> np.ndarray:
+                               boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Each object's box, replaced with probability ``neighbour_slice_box_prob`` by its tight
         box on slice ``index - 1`` or ``index + 1`` (drawn among those holding the object).
 
@@ -160,17 +188,46 @@ class PromptSegMapper:
             gts: [D, H, W] labels; index: the record's slice; values: [B] object labels;
             boxes: [B, 4] their tight XYXY boxes on ``index`` (original pixel frame).
         Returns:
-            [B, 4] boxes in the same frame (a new array).
+            [B, 4] boxes in the same frame (a new array) and [B] int, the slice each box was
+            taken from (-1: its own).
         """
-        boxes = boxes.copy()
+        boxes, sources = boxes.copy(), np.full(len(values), -1)
         for i, value in enumerate(values):
             if np.random.rand() >= self.neighbour_slice_box_prob:
                 continue
             neighbours = [z for z in (index - 1, index + 1)
                           if 0 <= z < len(gts) and (gts[z] == value).any()]
             if neighbours:
-                boxes[i] = mask_boxes(gts[int(np.random.choice(neighbours))], [value])[0]
-        return boxes
+                sources[i] = int(np.random.choice(neighbours))
+                boxes[i] = mask_boxes(gts[sources[i]], [value])[0]
+        return boxes, sources
+
+    def _mask_prompts(self, gts: np.ndarray, values: np.ndarray,
+                      sources: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Mask prompts of the objects whose box came from an adjacent slice (each with
+        probability ``mask_prompt_prob``): that slice's mask in the S x S frame, dilated or
+        eroded by ``randint(0, mask_prompt_distort)`` px (an erosion that empties it is undone).
+
+        Args:
+            gts: [D, H, W] labels; values: [B] object labels; sources: [B] the slice each box
+                came from (-1: its own slice, no prompt).
+        Returns:
+            uint8 [B, S, S] 0/1 prompts (zeros where none) and bool [B] flags.
+        """
+        side = self.image_size
+        prompts = np.zeros((len(values), side, side), np.uint8)
+        flags = np.zeros(len(values), bool)
+        for i, (value, source) in enumerate(zip(values, sources)):
+            if source < 0 or np.random.rand() >= self.mask_prompt_prob:
+                continue
+            mask = resize_labels(gts[source], side) == value
+            steps = np.random.randint(0, self.mask_prompt_distort + 1)
+            if steps:
+                change = binary_dilation if np.random.rand() < 0.5 else binary_erosion
+                changed = change(mask, iterations=steps)
+                mask = changed if changed.any() else mask
+            prompts[i], flags[i] = mask, mask.any()
+        return prompts, flags
 
     def _augment(self, image: np.ndarray, boxes: np.ndarray, masks: np.ndarray, new_h: int,
                  new_w: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

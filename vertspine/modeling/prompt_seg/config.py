@@ -47,6 +47,11 @@ def add_prompt_seg_config(cfg: CN) -> CN:
     # Where the masks of several boxes overlap (2D and 3D inference): "iou", the higher
     # predicted IoU wins; "smaller", the mask with fewer pixels (a nested structure keeps its own).
     node.OVERLAP = "iou"
+    # Boxes may come with a mask prompt (SAM's dense prompt through the prompt encoder's mask
+    # downscaling, trained then): 3D propagation gives each slice the previous slice's mask
+    # (PROPAGATION.MASK_PROMPT), training draws them from adjacent slices
+    # (INPUT.PROMPT_SEG.MASK_PROMPT_PROB). Off: boxes only, the originals' model and graphs.
+    node.MASK_PROMPT = False
     # 3D inference (tools/predict_prompt_seg.py; vertspine/modeling/prompt_seg/propagation.py):
     # each slice is prompted with the previous slice's mask box grown by EXPAND px of a 256-px
     # frame (LiteMedSAM's shift: EXPAND / 256 of the slice's longest side, whatever the model's
@@ -58,6 +63,9 @@ def add_prompt_seg_config(cfg: CN) -> CN:
     node.PROPAGATION.MIN_IOU = 0.0
     node.PROPAGATION.ON_COLLAPSE = "stop"
     node.PROPAGATION.WITHIN_PROMPT = True
+    # Also prompt each propagated slice with the previous slice's mask (needs a model built
+    # and trained with MASK_PROMPT).
+    node.PROPAGATION.MASK_PROMPT = False
 
     # SAM ViT image encoder (MedSAM: ViT-B at S = 1024, 64 x 64 embedding); the defaults are
     # ViT-B's, smaller values give the tiny encoders of the tests.

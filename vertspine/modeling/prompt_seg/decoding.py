@@ -9,18 +9,53 @@ mask token 0's mask and IoU are kept, so only its hypernetwork MLP is evaluated;
 SAM's ``masks[:, 0:1]`` and ``iou_pred[:, 0:1]``. The logits come out at 4 E x 4 E for an
 E x E embedding (256 x 256 for every released model) and :func:`postprocess_logits` takes them
 to the original image as ``Sam.postprocess_masks`` does.
+
+Mask prompts (3D propagation, ``MODEL.PROMPT_SEG.MASK_PROMPT``): a box may come with a mask, the
+object on the previous slice, as SAM's dense prompt. SAM's ``PromptEncoder`` gives all prompts
+of a call the same kind of dense embedding (every one a mask, or none); here each box has its
+own flag: the masks of all boxes go through ``mask_downscaling`` (zeros where a box has none,
+so the graph and the trained parameters are the same for every batch) and the flag picks
+between that and ``no_mask_embed``.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["decode_boxes", "postprocess_logits", "upsample_logits"]
+__all__ = ["decode_boxes", "dense_prompts", "postprocess_logits", "upsample_logits"]
+
+
+def dense_prompts(prompt_encoder: nn.Module, count: int, grid: int,
+                  mask_prompts: Optional[Tensor] = None,
+                  has_mask_prompt: Optional[Tensor] = None) -> Tensor:
+    """SAM's dense prompt embedding of ``count`` boxes, each with or without a mask prompt.
+
+    Args:
+        prompt_encoder: segment_anything ``PromptEncoder`` (its ``mask_input_size`` is 4E).
+        count: M, the number of boxes.
+        grid: E, the image embedding's side.
+        mask_prompts: [M, S, S] float 0/1 masks in the model's S x S input frame (resized
+            bilinearly to 4E x 4E, ``mask_downscaling``'s input), or None: no box has one.
+        has_mask_prompt: [M] bool, which rows of ``mask_prompts`` are prompts (the others
+            take ``no_mask_embed``); required with ``mask_prompts``.
+    Returns:
+        [M, C, E, E].
+    """
+    none = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(count, -1, grid, grid)
+    if mask_prompts is None:
+        return none
+    side = 4 * grid
+    masks = mask_prompts.to(none.dtype)[:, None]
+    if masks.shape[-1] != side:
+        masks = F.interpolate(masks, (side, side), mode="bilinear", align_corners=False)
+    dense = prompt_encoder.mask_downscaling(masks)
+    return torch.where(has_mask_prompt.reshape(-1, 1, 1, 1), dense, none)
 
 
 def decode_boxes(prompt_encoder: nn.Module, mask_decoder: nn.Module, embeddings: Tensor,
-                 boxes: Tensor, image_index: Tensor) -> Tuple[Tensor, Tensor]:
+                 boxes: Tensor, image_index: Tensor, mask_prompts: Optional[Tensor] = None,
+                 has_mask_prompt: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Mask logits and predicted IoU of box prompts (SAM, ``multimask_output=False``).
 
     Args:
@@ -29,6 +64,8 @@ def decode_boxes(prompt_encoder: nn.Module, mask_decoder: nn.Module, embeddings:
         embeddings: [N, C, E, E] image embeddings.
         boxes: [M, 4] float XYXY boxes in the model's S x S input pixels.
         image_index: [M] int64, the row of ``embeddings`` each box belongs to.
+        mask_prompts, has_mask_prompt: optional [M, S, S] masks and [M] flags
+            (:func:`dense_prompts`).
     Returns:
         ([M, 4E, 4E] low-resolution mask logits, [M] predicted IoU); M = 0 gives empty tensors.
     """
@@ -37,7 +74,9 @@ def decode_boxes(prompt_encoder: nn.Module, mask_decoder: nn.Module, embeddings:
     if count == 0:
         empty = embeddings.new_zeros((0, side, side))
         return empty, embeddings.new_zeros((0,))
-    sparse, dense = prompt_encoder(points=None, boxes=boxes, masks=None)
+    sparse = prompt_encoder(points=None, boxes=boxes, masks=None)[0]
+    dense = dense_prompts(prompt_encoder, count, embeddings.shape[-1], mask_prompts,
+                          has_mask_prompt)
     output_tokens = torch.cat([mask_decoder.iou_token.weight, mask_decoder.mask_tokens.weight])
     tokens = torch.cat([output_tokens[None].expand(count, -1, -1), sparse], dim=1)
     src = embeddings[image_index] + dense

@@ -4,7 +4,10 @@
   [N, 256, E, E], N dynamic (:data:`PROMPT_SEG_ENCODER_SIGNATURE`);
 - the prompt encoder + mask decoder (:class:`BoxDecoder`): ``image_embeddings`` [1, 256, E, E]
   (one image) and ``boxes`` [B, 4] (XYXY, the S x S frame, float) -> ``mask_logits``
-  [B, 4E, 4E] and ``iou_predictions`` [B], B dynamic (:data:`BOX_DECODER_SIGNATURE`).
+  [B, 4E, 4E] and ``iou_predictions`` [B], B dynamic (:data:`BOX_DECODER_SIGNATURE`); a model
+  with mask prompts (``MODEL.PROMPT_SEG.MASK_PROMPT``) takes ``mask_prompts`` [B, S, S] (0/1,
+  the S x S frame) and ``has_mask_prompt`` [B] (float, 1 where the row is a prompt) too
+  (:data:`MASK_BOX_DECODER_SIGNATURE`).
 
 :func:`export_prompt_seg` writes both as ONNX (and, on request, OpenVINO IR next to them) into
 a folder with a manifest ``prompt_seg_export.json`` that
@@ -22,8 +25,9 @@ from vertspine.utils.file_io import write_json
 
 from .decoding import decode_boxes
 
-__all__ = ["BOX_DECODER_SIGNATURE", "BoxDecoder", "EXPORT_MANIFEST",
-           "PROMPT_SEG_ENCODER_SIGNATURE", "export_prompt_seg", "read_export_manifest"]
+__all__ = ["BOX_DECODER_SIGNATURE", "BoxDecoder", "EXPORT_MANIFEST", "MASK_BOX_DECODER_SIGNATURE",
+           "PROMPT_SEG_ENCODER_SIGNATURE", "decoder_signature", "export_prompt_seg",
+           "read_export_manifest"]
 
 EXPORT_MANIFEST = "prompt_seg_export.json"
 PROMPT_SEG_ENCODER_SIGNATURE = GraphSignature(
@@ -31,30 +35,48 @@ PROMPT_SEG_ENCODER_SIGNATURE = GraphSignature(
 BOX_DECODER_SIGNATURE = GraphSignature(
     inputs=("image_embeddings", "boxes"), outputs=("mask_logits", "iou_predictions"),
     dynamic_axes={"boxes": {0: "boxes"}})
+MASK_BOX_DECODER_SIGNATURE = GraphSignature(
+    inputs=("image_embeddings", "boxes", "mask_prompts", "has_mask_prompt"),
+    outputs=("mask_logits", "iou_predictions"),
+    dynamic_axes={"boxes": {0: "boxes"}, "mask_prompts": {0: "boxes"},
+                  "has_mask_prompt": {0: "boxes"}})
 _FILES = {"encoder": "image_encoder.onnx", "decoder": "box_decoder.onnx"}
 
 
 class BoxDecoder(nn.Module):
-    """SAM's prompt encoder + mask decoder on the boxes of one image (any number, one batch)."""
+    """SAM's prompt encoder + mask decoder on the boxes of one image (any number, one batch),
+    each box with an optional mask prompt."""
 
     def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module):
         super().__init__()
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
 
-    def forward(self, image_embeddings: Tensor, boxes: Tensor):
-        """[1, 256, E, E], [B, 4] -> ([B, 4E, 4E] logits, [B] predicted IoU)."""
+    def forward(self, image_embeddings: Tensor, boxes: Tensor,
+                mask_prompts: Optional[Tensor] = None, has_mask_prompt: Optional[Tensor] = None):
+        """[1, 256, E, E], [B, 4] (, [B, S, S] 0/1, [B] float 0/1) -> ([B, 4E, 4E] logits, [B]
+        predicted IoU)."""
         index = torch.zeros_like(boxes[:, 0], dtype=torch.long)
-        return decode_boxes(self.prompt_encoder, self.mask_decoder, image_embeddings, boxes, index)
+        flags = None if has_mask_prompt is None else has_mask_prompt > 0.5
+        return decode_boxes(self.prompt_encoder, self.mask_decoder, image_embeddings, boxes, index,
+                            mask_prompts, flags)
 
 
-def example_inputs(image_size: int, embedding_size: int, embed_dim: int = 256) -> Dict:
+def decoder_signature(mask_prompt: bool) -> GraphSignature:
+    """The box decoder's graph signature, with or without mask prompts."""
+    return MASK_BOX_DECODER_SIGNATURE if mask_prompt else BOX_DECODER_SIGNATURE
+
+
+def example_inputs(image_size: int, embedding_size: int, embed_dim: int = 256,
+                   mask_prompt: bool = False) -> Dict:
     """Export examples (sizes >= 2 on the dynamic axes): {"encoder": (images,),
-    "decoder": (embeddings, boxes)}."""
+    "decoder": (embeddings, boxes[, mask_prompts, has_mask_prompt])}."""
     side = float(image_size - 1)
     boxes = torch.tensor([[0.0, 0.0, side / 2, side / 2], [side / 4, side / 4, side, side]])
-    return {"encoder": (torch.rand(2, 3, image_size, image_size),),
-            "decoder": (torch.rand(1, embed_dim, embedding_size, embedding_size), boxes)}
+    decoder = (torch.rand(1, embed_dim, embedding_size, embedding_size), boxes)
+    if mask_prompt:
+        decoder += ((torch.rand(2, image_size, image_size) > 0.5).float(), torch.tensor([1.0, 0.0]))
+    return {"encoder": (torch.rand(2, 3, image_size, image_size),), "decoder": decoder}
 
 
 def export_prompt_seg(model: nn.Module, folder: str, *, openvino: bool = True,
@@ -68,15 +90,19 @@ def export_prompt_seg(model: nn.Module, folder: str, *, openvino: bool = True,
         openvino: also convert both to OpenVINO IR (float32).
         extra: more manifest entries (e.g. the config and weights they came from).
     Returns:
-        the manifest: {"image_size": S, "embedding_size": E, "files": {part: file name}, ...}.
+        the manifest: {"image_size": S, "embedding_size": E, "files": {part: file name},
+        "mask_prompt": whether the decoder takes mask prompts, ...}.
     """
     model = model.to("cpu").eval()
     with torch.no_grad():
         embedding = model.image_encoder(torch.zeros(1, 3, model.image_size, model.image_size))
-    examples = example_inputs(model.image_size, embedding.shape[-1], embedding.shape[1])
+    mask_prompt = bool(getattr(model, "mask_prompt", False))
+    examples = example_inputs(model.image_size, embedding.shape[-1], embedding.shape[1],
+                              mask_prompt)
     modules = {"encoder": model.image_encoder,
                "decoder": BoxDecoder(model.prompt_encoder, model.mask_decoder)}
-    signatures = {"encoder": PROMPT_SEG_ENCODER_SIGNATURE, "decoder": BOX_DECODER_SIGNATURE}
+    signatures = {"encoder": PROMPT_SEG_ENCODER_SIGNATURE,
+                  "decoder": decoder_signature(mask_prompt)}
     os.makedirs(folder, exist_ok=True)
     files = {}
     for part, name in _FILES.items():
@@ -86,7 +112,8 @@ def export_prompt_seg(model: nn.Module, folder: str, *, openvino: bool = True,
             convert_to_openvino(path)
         files[part] = name
     manifest = {"image_size": model.image_size, "embedding_size": int(embedding.shape[-1]),
-                "files": files, "openvino": openvino, **(extra or {})}
+                "files": files, "openvino": openvino, "mask_prompt": mask_prompt,
+                **(extra or {})}
     write_json(os.path.join(folder, EXPORT_MANIFEST), manifest)
     return manifest
 

@@ -21,12 +21,17 @@ logits go up to 1024 as MedSAM's training does) and compared with ``gt_masks``
 [B, height, width], "mask_logits": float [B, height, width], "iou_predictions": float [B]}}``,
 the logits upsampled to S, cropped to ``resized_size`` and resized bilinearly to the original.
 
+Mask prompts (``mask_prompt``, ``MODEL.PROMPT_SEG.MASK_PROMPT``): an input may hold
+``mask_prompts`` [B, S, S] 0/1 and ``has_mask_prompt`` [B] bool, SAM's dense prompt for the boxes
+that have one (3D propagation gives each slice the previous slice's mask; the mapper draws them
+in training from an adjacent slice); inputs without them decode every box without a mask.
+
 Frozen: the prompt encoder with ``freeze_prompt_encoder``; always the parts box prompts with
-``multimask_output=False`` never use (point and not-a-point embeddings, mask downscaling, the
-hypernetwork MLPs of mask tokens 1-3), so distributed training sees no unused trainable
-parameter. They stay in the state dict.
+``multimask_output=False`` never use (point and not-a-point embeddings, the hypernetwork MLPs of
+mask tokens 1-3, and mask downscaling unless ``mask_prompt``), so distributed training sees no
+unused trainable parameter. They stay in the state dict.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -63,7 +68,8 @@ class PromptSegmentor(nn.Module):
     @configurable
     def __init__(self, *, image_encoder: nn.Module, prompt_encoder: nn.Module,
                  mask_decoder: nn.Module, image_size: int, loss: nn.Module,
-                 freeze_prompt_encoder: bool = False, box_chunk: int = 16):
+                 freeze_prompt_encoder: bool = False, box_chunk: int = 16,
+                 mask_prompt: bool = False):
         """
         Args:
             image_encoder: [N, 3, S, S] -> [N, 256, E, E].
@@ -73,6 +79,7 @@ class PromptSegmentor(nn.Module):
             loss: ``loss(logits [M, S, S], gt [M, S, S], iou_pred [M]) -> {name: scalar}``.
             freeze_prompt_encoder: keep the prompt encoder fixed (DAFT's fine-tuning).
             box_chunk: boxes decoded together at inference (memory bound).
+            mask_prompt: boxes may come with a mask prompt (module docstring).
         """
         super().__init__()
         self.image_encoder = image_encoder
@@ -81,9 +88,10 @@ class PromptSegmentor(nn.Module):
         self.image_size = int(image_size)
         self.loss = loss
         self.box_chunk = max(1, int(box_chunk))
+        self.mask_prompt = bool(mask_prompt)
         unused = [prompt_encoder.point_embeddings[0], prompt_encoder.point_embeddings[1],
-                  prompt_encoder.not_a_point_embed, prompt_encoder.mask_downscaling,
-                  *mask_decoder.output_hypernetworks_mlps[1:]]
+                  prompt_encoder.not_a_point_embed, *mask_decoder.output_hypernetworks_mlps[1:],
+                  *([] if mask_prompt else [prompt_encoder.mask_downscaling])]
         for module in unused + ([prompt_encoder] if freeze_prompt_encoder else []):
             module.requires_grad_(False)
 
@@ -100,6 +108,7 @@ class PromptSegmentor(nn.Module):
             "loss": PromptSegLoss(node.DICE_WEIGHT, node.BCE_WEIGHT, node.IOU_WEIGHT),
             "freeze_prompt_encoder": node.FREEZE_PROMPT_ENCODER,
             "box_chunk": node.BOX_CHUNK,
+            "mask_prompt": node.MASK_PROMPT,
         }
 
     @property
@@ -110,16 +119,40 @@ class PromptSegmentor(nn.Module):
         """[N, 3, S, S] preprocessed images -> [N, 256, E, E] image embeddings."""
         return self.image_encoder(images)
 
-    def decode(self, embeddings: Tensor, boxes: Tensor,
-               image_index: Tensor) -> Tuple[Tensor, Tensor]:
+    def decode(self, embeddings: Tensor, boxes: Tensor, image_index: Tensor,
+               mask_prompts: Optional[Tensor] = None,
+               has_mask_prompt: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """[M, 4E, 4E] mask logits and [M] predicted IoU of boxes [M, 4] (S x S frame) on the
-        images ``image_index`` [M] of ``embeddings``; see :func:`.decoding.decode_boxes`."""
-        return decode_boxes(self.prompt_encoder, self.mask_decoder, embeddings, boxes, image_index)
+        images ``image_index`` [M] of ``embeddings``, with optional mask prompts [M, S, S] and
+        flags [M]; see :func:`.decoding.decode_boxes`."""
+        return decode_boxes(self.prompt_encoder, self.mask_decoder, embeddings, boxes, image_index,
+                            mask_prompts, has_mask_prompt)
 
-    def _inputs(self, batched_inputs: List[Dict]) -> Tuple[Tensor, Tensor, Tensor, List[int]]:
-        """Images [N, 3, S, S], boxes [M, 4], image index [M], boxes per image; shapes checked."""
+    def _mask_prompts(self, record: Dict, count: int) -> Tuple[Tensor, Tensor]:
+        """A record's mask prompts [B, S, S] float and flags [B] bool (zeros and False when it
+        has none)."""
+        side, where = self.image_size, record.get("file_name", "an input")
+        if "mask_prompts" not in record:
+            return (torch.zeros(count, side, side, device=self.device),
+                    torch.zeros(count, dtype=torch.bool, device=self.device))
+        if not self.mask_prompt:
+            raise ValueError(f"{where} holds mask prompts, but the model was built without "
+                             "MODEL.PROMPT_SEG.MASK_PROMPT (set it, or set "
+                             "INPUT.PROMPT_SEG.MASK_PROMPT_PROB 0).")
+        masks = torch.as_tensor(record["mask_prompts"])
+        flags = torch.as_tensor(record["has_mask_prompt"]).reshape(-1).bool()
+        if tuple(masks.shape) != (count, side, side) or flags.shape[0] != count:
+            raise ValueError(f"{where}: mask_prompts {list(masks.shape)} and has_mask_prompt "
+                             f"{list(flags.shape)} must be [{count}, {side}, {side}] and "
+                             f"[{count}] (one per box, model frame).")
+        return masks.to(self.device, torch.float32), flags.to(self.device)
+
+    def _inputs(self, batched_inputs: List[Dict]) -> Tuple[Tensor, Dict[str, Tensor], List[int]]:
+        """Images [N, 3, S, S]; the prompts of all boxes as :meth:`decode` takes them (boxes
+        [M, 4], image_index [M], with ``mask_prompt`` mask_prompts [M, S, S] and
+        has_mask_prompt [M], else None); boxes per image. Shapes checked."""
         side = self.image_size
-        images, boxes, counts = [], [], []
+        images, boxes, counts, masks = [], [], [], []
         for record in batched_inputs:
             image, box = record["image"], torch.as_tensor(record["boxes"])
             where = record.get("file_name", "an input")
@@ -134,20 +167,25 @@ class PromptSegmentor(nn.Module):
             images.append(image.to(self.device, torch.float32))
             boxes.append(box.to(self.device, torch.float32))
             counts.append(box.shape[0])
+            masks.append(self._mask_prompts(record, box.shape[0]))
         index = torch.repeat_interleave(torch.arange(len(counts), device=self.device),
                                         torch.tensor(counts, device=self.device))
-        return torch.stack(images), torch.cat(boxes), index, counts
+        prompts = {"boxes": torch.cat(boxes), "image_index": index,
+                   "mask_prompts": torch.cat([m[0] for m in masks]) if self.mask_prompt else None,
+                   "has_mask_prompt": torch.cat([m[1] for m in masks]) if self.mask_prompt
+                   else None}
+        return torch.stack(images), prompts, counts
 
     def forward(self, batched_inputs: List[Dict]):
         """Training: loss dict; inference: one ``{"prompt_seg": ...}`` per input (module doc)."""
-        images, boxes, index, counts = self._inputs(batched_inputs)
+        images, prompts, counts = self._inputs(batched_inputs)
         embeddings = self.encode_images(images)
         if self.training:
-            return self.losses(embeddings, boxes, index, batched_inputs, counts)
-        return self.inference(embeddings, boxes, index, batched_inputs, counts)
+            return self.losses(embeddings, prompts, batched_inputs, counts)
+        return self.inference(embeddings, prompts, batched_inputs, counts)
 
-    def losses(self, embeddings: Tensor, boxes: Tensor, index: Tensor,
-               batched_inputs: List[Dict], counts: List[int]) -> Dict[str, Tensor]:
+    def losses(self, embeddings: Tensor, prompts: Dict[str, Tensor], batched_inputs: List[Dict],
+               counts: List[int]) -> Dict[str, Tensor]:
         """The loss terms over every box of the batch (0, attached to the graph, without boxes)."""
         gt = []
         for record, count in zip(batched_inputs, counts):
@@ -157,18 +195,20 @@ class PromptSegmentor(nn.Module):
                                  f"{list(masks.shape)}, expected [{count}, {self.image_size}, "
                                  f"{self.image_size}] (one per box, model frame).")
             gt.append(masks.to(self.device))
-        if not boxes.shape[0]:
+        if not prompts["boxes"].shape[0]:
             zero = embeddings.sum() * 0.0
             return {name: zero for name in ("loss_dice", "loss_bce", "loss_iou")}
-        logits, iou = self.decode(embeddings, boxes, index)
+        logits, iou = self.decode(embeddings, **prompts)
         return self.loss(upsample_logits(logits, self.image_size), torch.cat(gt), iou)
 
     @torch.no_grad()
-    def inference(self, embeddings: Tensor, boxes: Tensor, index: Tensor,
+    def inference(self, embeddings: Tensor, prompts: Dict[str, Tensor],
                   batched_inputs: List[Dict], counts: List[int]) -> List[Dict]:
         """Masks, logits and IoU of every box on its original image (``box_chunk`` at a time)."""
-        chunks = [self.decode(embeddings, boxes[i:i + self.box_chunk], index[i:i + self.box_chunk])
-                  for i in range(0, max(len(boxes), 1), self.box_chunk)]
+        step = self.box_chunk
+        chunks = [self.decode(embeddings, **{key: None if value is None else value[i:i + step]
+                                             for key, value in prompts.items()})
+                  for i in range(0, max(len(prompts["boxes"]), 1), step)]
         logits = torch.cat([c[0] for c in chunks]).split(counts)
         ious = torch.cat([c[1] for c in chunks]).split(counts)
         results = []

@@ -13,7 +13,10 @@ box ``i`` gets label ``i + 1``.
 3D: :func:`.propagation.propagate_boxes` with this predictor as its
 :class:`~.propagation.SliceSegmenter`: every slice inside any box's z-range is preprocessed and
 encoded once (``batch_slices`` per encoder call), each box segmented at its middle slice and
-propagated to both ends. The number of slices the encoder actually received is counted.
+propagated to both ends. The number of slices the encoder actually received is counted. With
+mask prompts (a decoder exported from a model with ``MODEL.PROMPT_SEG.MASK_PROMPT`` and
+``mask_prompt=True``) each propagated slice also gets the previous slice's mask, taken to the
+S x S frame as the training mapper takes masks (:func:`~vertspine.data.prompt_seg.resize_labels`).
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -22,14 +25,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vertspine.data.prompt_seg import PromptSegCase, preprocess_image, resized_shape, scale_boxes
+from vertspine.data.prompt_seg import (PromptSegCase, preprocess_image, resize_labels,
+                                       resized_shape, scale_boxes)
 from vertspine.evaluation.prompt_seg_metrics import (OVERLAP_POLICIES, merge_box_masks,
                                                      overlap_scores)
 from vertspine.layers.engines import InferenceEngine, build_engine, load_onnx_engine
 
 from .decoding import postprocess_logits
-from .export import (BOX_DECODER_SIGNATURE, PROMPT_SEG_ENCODER_SIGNATURE, BoxDecoder,
-                     example_inputs, read_export_manifest)
+from .export import (PROMPT_SEG_ENCODER_SIGNATURE, BoxDecoder, decoder_signature, example_inputs,
+                     read_export_manifest)
 from .propagation import COLLAPSE_POLICIES, SliceSegmenter, propagate_boxes
 
 __all__ = ["BoxPromptPredictor", "CasePrediction", "inference_options"]
@@ -55,9 +59,12 @@ def inference_options(cfg) -> Dict[str, Any]:
     if overlap not in OVERLAP_POLICIES:
         raise ValueError(f"MODEL.PROMPT_SEG.OVERLAP = {overlap!r} must be one of "
                          f"{OVERLAP_POLICIES}.")
+    if node.MASK_PROMPT and not cfg.MODEL.PROMPT_SEG.MASK_PROMPT:
+        raise ValueError("MODEL.PROMPT_SEG.PROPAGATION.MASK_PROMPT needs a model with mask "
+                         "prompts: set MODEL.PROMPT_SEG.MASK_PROMPT (and train it so).")
     return {"expand": float(node.EXPAND), "min_iou": float(node.MIN_IOU),
             "on_collapse": node.ON_COLLAPSE, "within_prompt": bool(node.WITHIN_PROMPT),
-            "overlap": overlap}
+            "mask_prompt": bool(node.MASK_PROMPT), "overlap": overlap}
 
 
 @dataclass
@@ -81,31 +88,37 @@ class BoxPromptPredictor:
     def __init__(self, encoder: InferenceEngine, decoder: InferenceEngine, *, image_size: int,
                  box_chunk: int = 16, batch_slices: int = 8, expand: float = 3.0,
                  min_iou: float = 0.0, on_collapse: str = "stop", within_prompt: bool = True,
-                 overlap: str = "iou",
+                 mask_prompt: bool = False, overlap: str = "iou", decoder_masks: bool = False,
                  device: torch.device = torch.device("cpu")):
         """
         Args:
             encoder: ``images`` [N, 3, S, S] -> ([N, 256, E, E],).
             decoder: ``(embeddings [1, 256, E, E], boxes [B, 4] S x S frame)`` ->
-                ([B, 4E, 4E] logits, [B] predicted IoU) (:class:`.export.BoxDecoder`).
+                ([B, 4E, 4E] logits, [B] predicted IoU) (:class:`.export.BoxDecoder`); with
+                ``decoder_masks`` also ``mask_prompts`` [B, S, S] and ``has_mask_prompt`` [B].
             image_size: S in px.
             box_chunk: boxes per decoder call.
             batch_slices: 3D slices per encoder call.
             overlap: where masks overlap, "iou" (higher predicted IoU) or "smaller" wins.
-            expand, min_iou, on_collapse, within_prompt: 3D propagation
+            expand, min_iou, on_collapse, within_prompt, mask_prompt: 3D propagation
                 (:func:`.propagation.propagate_boxes`).
+            decoder_masks: the decoder takes mask prompts (``mask_prompt`` needs it).
             device: where inputs are put (a torch engine's model device; exported engines run
                 on the CPU and take inputs from anywhere).
         """
         if box_chunk < 1 or batch_slices < 1:
             raise ValueError(f"box_chunk ({box_chunk}) and batch_slices ({batch_slices}) must "
                              "be >= 1.")
+        if mask_prompt and not decoder_masks:
+            raise ValueError("Propagation with mask prompts needs a decoder that takes them (a "
+                             "model built with MODEL.PROMPT_SEG.MASK_PROMPT).")
+        self.decoder_masks = bool(decoder_masks)
         self.encoder, self.decoder, self.image_size = encoder, decoder, int(image_size)
         self.box_chunk, self.batch_slices = int(box_chunk), int(batch_slices)
         self.device = torch.device(device)
         self.overlap = overlap
         self.propagation = {"expand": expand, "min_iou": min_iou, "on_collapse": on_collapse,
-                            "within_prompt": within_prompt}
+                            "within_prompt": within_prompt, "mask_prompt": mask_prompt}
 
     @classmethod
     def from_model(cls, model: nn.Module, kind: str = "torch", *, cache_dir: Optional[str] = None,
@@ -118,15 +131,17 @@ class BoxPromptPredictor:
         with torch.no_grad():
             embedding = model.image_encoder(
                 torch.zeros(1, 3, model.image_size, model.image_size, device=model.device))
-        examples = example_inputs(model.image_size, embedding.shape[-1], embedding.shape[1])
+        examples = example_inputs(model.image_size, embedding.shape[-1], embedding.shape[1],
+                                  model.mask_prompt)
         parts = ((model.image_encoder, "encoder", PROMPT_SEG_ENCODER_SIGNATURE),
                  (BoxDecoder(model.prompt_encoder, model.mask_decoder), "decoder",
-                  BOX_DECODER_SIGNATURE))
+                  decoder_signature(model.mask_prompt)))
         encoder, decoder = (build_engine(kind, module, examples[part], signature,
                                          cache_dir=cache_dir, threads=threads)
                             for module, part, signature in parts)
         kwargs.setdefault("box_chunk", model.box_chunk)
-        return cls(encoder, decoder, image_size=model.image_size, device=model.device, **kwargs)
+        return cls(encoder, decoder, image_size=model.image_size, device=model.device,
+                   decoder_masks=model.mask_prompt, **kwargs)
 
     @classmethod
     def from_export(cls, folder: str, kind: str, *, threads: int = 0,
@@ -135,9 +150,11 @@ class BoxPromptPredictor:
         manifest = read_export_manifest(folder)
         encoder = load_onnx_engine(kind, manifest["paths"]["encoder"],
                                    PROMPT_SEG_ENCODER_SIGNATURE, threads=threads)
-        decoder = load_onnx_engine(kind, manifest["paths"]["decoder"], BOX_DECODER_SIGNATURE,
+        masks = bool(manifest.get("mask_prompt", False))
+        decoder = load_onnx_engine(kind, manifest["paths"]["decoder"], decoder_signature(masks),
                                    threads=threads)
-        return cls(encoder, decoder, image_size=manifest["image_size"], **kwargs)
+        return cls(encoder, decoder, image_size=manifest["image_size"], decoder_masks=masks,
+                   **kwargs)
 
     @property
     def kind(self) -> str:
@@ -150,14 +167,36 @@ class BoxPromptPredictor:
                           for image in images])
         return self.encoder(torch.from_numpy(batch).to(self.device))[0]
 
-    def decode(self, embedding: Tensor, boxes: np.ndarray,
-               original_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    def _mask_inputs(self, mask_prompts: Optional[np.ndarray], count: int,
+                     original_size: Tuple[int, int]) -> Tuple[Tensor, ...]:
+        """The decoder's ``(mask_prompts [B, S, S], has_mask_prompt [B])`` inputs (none when
+        the decoder takes no masks): bool [B, H, W] masks in the S x S frame, or zeros."""
+        if not self.decoder_masks:
+            if mask_prompts is not None:
+                raise ValueError("Mask prompts given, but the decoder takes none (a model built "
+                                 "without MODEL.PROMPT_SEG.MASK_PROMPT).")
+            return ()
+        side = self.image_size
+        masks = np.zeros((count, side, side), np.float32)
+        flags = np.zeros(count, np.float32)
+        if mask_prompts is not None:
+            if np.shape(mask_prompts) != (count, *original_size):
+                raise ValueError(f"mask_prompts are {list(np.shape(mask_prompts))}, expected "
+                                 f"[{count}, {original_size[0]}, {original_size[1]}].")
+            for i, mask in enumerate(mask_prompts):
+                masks[i] = resize_labels(np.asarray(mask, np.uint8), side)
+            flags[:] = 1.0
+        return (torch.from_numpy(masks).to(self.device), torch.from_numpy(flags).to(self.device))
+
+    def decode(self, embedding: Tensor, boxes: np.ndarray, original_size: Tuple[int, int],
+               mask_prompts: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Masks and predicted IoU of boxes on one image.
 
         Args:
             embedding: [1, 256, E, E] of the image.
             boxes: [B, 4] XYXY inclusive pixel indices of the original image (float).
             original_size: (H, W) of the original image.
+            mask_prompts: optional bool [B, H, W], a mask prompt per box (decoders with masks).
         Returns:
             (bool [B, H, W] masks, float32 [B] predicted IoU).
         """
@@ -165,9 +204,11 @@ class BoxPromptPredictor:
         resized = resized_shape(height, width, self.image_size)
         scaled = torch.from_numpy(scale_boxes(boxes, height, width, self.image_size)).to(
             self.device, torch.float32)
+        prompts = self._mask_inputs(mask_prompts, len(scaled), original_size)
         masks, ious = [], []
         for start in range(0, len(scaled), self.box_chunk):
-            logits, iou = self.decoder(embedding, scaled[start:start + self.box_chunk])
+            chunk = slice(start, start + self.box_chunk)
+            logits, iou = self.decoder(embedding, scaled[chunk], *(p[chunk] for p in prompts))
             out = postprocess_logits(logits.float(), self.image_size, resized, original_size)
             masks.append((out > 0).cpu().numpy())
             ious.append(iou.float().cpu().numpy())
@@ -200,8 +241,8 @@ class BoxPromptPredictor:
             return self.encode(list(slices), ct_window).split(1)
 
         segmenter = SliceSegmenter(
-            embed=embed, decode=lambda embedding, boxes: self.decode(embedding, boxes,
-                                                                     (height, width)))
+            embed=embed, decode=lambda embedding, boxes, masks=None: self.decode(
+                embedding, boxes, (height, width), masks))
         segs, _, report = propagate_boxes(case.imgs, case.boxes, segmenter,
                                           batch_slices=self.batch_slices, overlap=self.overlap,
                                           **self.propagation)

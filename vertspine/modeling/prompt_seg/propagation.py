@@ -14,7 +14,9 @@ box's own 2D rectangle (``"box"``, the baseline's fallback) and stops if that co
 With ``within_prompt`` (the default) each slice's mask is confined to that slice's prompt box
 (the given rectangle on the middle slice): an object's outline then moves at most ``expand`` px
 per slice, and a mask cannot spill onto a neighbouring structure and widen the next prompt to it
-in one step (the originals do not confine, and their masks can drift onto a neighbour). The
+in one step (the originals do not confine, and their masks can drift onto a neighbour).
+With ``mask_prompt`` each propagated slice also gets the previous slice's mask (after the
+confinement) as a mask prompt; the middle slice and a fallback to the box get none. The
 given rectangle bounds the object on the middle slice only (the challenge's boxes: the z-range
 and the middle slice's 2D box; :func:`vertspine.data.prompt_seg.prompt_boxes`), so the other
 slices are not held to it: a tube that runs across slices leaves it.
@@ -27,7 +29,7 @@ structure nested in another keeps its pixels). Labels are ``box index + 1`` in `
 256 and more boxes survive.
 """
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,7 +50,9 @@ class SliceSegmenter:
         embed: slices [n, H, W] (the volume's values) -> a sequence of n embeddings (any
             type; one per slice, handed back to ``decode``).
         decode: (embedding of one slice, boxes [B, 4] float XYXY in that slice's pixel frame)
-            -> (masks bool [B, H, W], predicted IoU float [B]).
+            -> (masks bool [B, H, W], predicted IoU float [B]); with mask prompts called as
+            ``decode(embedding, boxes, mask_prompts)``, ``mask_prompts`` bool [B, H, W] in the
+            same frame.
     """
 
     embed: Callable[[np.ndarray], Sequence[Any]]
@@ -97,8 +101,8 @@ def _check_boxes(boxes: np.ndarray, shape: Tuple[int, int, int]) -> np.ndarray:
 
 def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegmenter, *,
                     expand: float = 3.0, min_iou: float = 0.0, on_collapse: str = "stop",
-                    batch_slices: int = 8, within_prompt: bool = True, overlap: str = "iou"
-                    ) -> Tuple[np.ndarray, np.ndarray, PropagationReport]:
+                    batch_slices: int = 8, within_prompt: bool = True, overlap: str = "iou",
+                    mask_prompt: bool = False) -> Tuple[np.ndarray, np.ndarray, PropagationReport]:
     """Segment every 3D box of a volume.
 
     Args:
@@ -111,6 +115,7 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         batch_slices: slices per encoder call.
         within_prompt: confine each mask to its prompt box (module docstring).
         overlap: "iou" or "smaller" (module docstring).
+        mask_prompt: prompt each propagated slice with the previous slice's mask too.
     Returns:
         (segs uint16 [D, H, W]: 0 background, box i -> i + 1; scores float32 [D, H, W]: the
         predicted IoU of the winning mask, 0 on background; the report).
@@ -142,8 +147,10 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
     limit = np.array([width - 1, height - 1, width - 1, height - 1], np.float32)
     rows, cols = np.arange(height)[:, None], np.arange(width)[None, :]
 
-    def segment(z: int, prompt: np.ndarray, label: int) -> Tuple[np.ndarray, float]:
-        masks, ious = segmenter.decode(embeddings[z], prompt[None].astype(np.float32))
+    def segment(z: int, prompt: np.ndarray, label: int,
+                previous: Optional[np.ndarray] = None) -> Tuple[np.ndarray, float]:
+        extra = () if previous is None else (previous[None],)
+        masks, ious = segmenter.decode(embeddings[z], prompt[None].astype(np.float32), *extra)
         mask, iou = np.asarray(masks[0], bool), float(ious[0])
         if within_prompt:
             mask = mask & ((cols >= np.floor(prompt[0])) & (cols <= np.ceil(prompt[2]))
@@ -172,7 +179,8 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
                 prompt = rectangle if collapsed else np.clip(
                     tight + np.array([-margin, -margin, margin, margin]), 0, limit)
                 fell_back = collapsed
-                previous, previous_iou = segment(z, prompt, label)
+                given = previous if mask_prompt and not collapsed else None
+                previous, previous_iou = segment(z, prompt, label, given)
                 count += 1
         report.slices_per_box.append(count)
         report.stopped.append(stopped)
