@@ -45,6 +45,8 @@ def dense_prompts(prompt_encoder: nn.Module, count: int, grid: int,
     none = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(count, -1, grid, grid)
     if mask_prompts is None:
         return none
+    if has_mask_prompt is None:
+        raise ValueError("mask_prompts need has_mask_prompt ([M] bool: which boxes have one).")
     side = 4 * grid
     masks = mask_prompts.to(none.dtype)[:, None]
     if masks.shape[-1] != side:
