@@ -128,17 +128,19 @@ class PromptSegmentor(nn.Module):
         return decode_boxes(self.prompt_encoder, self.mask_decoder, embeddings, boxes, image_index,
                             mask_prompts, has_mask_prompt)
 
-    def _mask_prompts(self, record: Dict, count: int) -> Tuple[Tensor, Tensor]:
+    def _mask_prompts(self, record: Dict, count: int) -> Optional[Tuple[Tensor, Tensor]]:
         """A record's mask prompts [B, S, S] float and flags [B] bool (zeros and False when it
-        has none)."""
+        has none); None for a model without mask prompts (which refuses records holding them)."""
         side, where = self.image_size, record.get("file_name", "an input")
+        if not self.mask_prompt:
+            if "mask_prompts" in record:
+                raise ValueError(f"{where} holds mask prompts, but the model was built without "
+                                 "MODEL.PROMPT_SEG.MASK_PROMPT (set it, or set "
+                                 "INPUT.PROMPT_SEG.MASK_PROMPT_PROB 0).")
+            return None
         if "mask_prompts" not in record:
             return (torch.zeros(count, side, side, device=self.device),
                     torch.zeros(count, dtype=torch.bool, device=self.device))
-        if not self.mask_prompt:
-            raise ValueError(f"{where} holds mask prompts, but the model was built without "
-                             "MODEL.PROMPT_SEG.MASK_PROMPT (set it, or set "
-                             "INPUT.PROMPT_SEG.MASK_PROMPT_PROB 0).")
         masks = torch.as_tensor(record["mask_prompts"])
         flags = torch.as_tensor(record["has_mask_prompt"]).reshape(-1).bool()
         if tuple(masks.shape) != (count, side, side) or flags.shape[0] != count:
@@ -170,10 +172,11 @@ class PromptSegmentor(nn.Module):
             masks.append(self._mask_prompts(record, box.shape[0]))
         index = torch.repeat_interleave(torch.arange(len(counts), device=self.device),
                                         torch.tensor(counts, device=self.device))
-        prompts = {"boxes": torch.cat(boxes), "image_index": index,
-                   "mask_prompts": torch.cat([m[0] for m in masks]) if self.mask_prompt else None,
-                   "has_mask_prompt": torch.cat([m[1] for m in masks]) if self.mask_prompt
-                   else None}
+        prompts = {"boxes": torch.cat(boxes), "image_index": index, "mask_prompts": None,
+                   "has_mask_prompt": None}
+        if self.mask_prompt:
+            prompts.update(mask_prompts=torch.cat([m[0] for m in masks]),
+                           has_mask_prompt=torch.cat([m[1] for m in masks]))
         return torch.stack(images), prompts, counts
 
     def forward(self, batched_inputs: List[Dict]):
