@@ -5,8 +5,10 @@ from math import sqrt
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from vertspine.evaluation.prompt_seg_metrics import case_scores, merge_box_masks, overlap_scores
+from vertspine.evaluation.prompt_seg_metrics import (INTENSITY_SIGMA, case_scores, merge_box_masks,
+                                                     overlap_scores, reference_intensity)
 
 # A 10 x 10 px square; its contour: 36 straight corner points (length 1) + 4 corners (sqrt(2)/2).
 SQUARE = np.zeros((20, 20), np.uint8)
@@ -142,6 +144,69 @@ def test_smaller_overlap_scores_let_the_nested_mask_win():
     assert (merge_box_masks(masks, ious, np.array([1, 2])) == 1).all()
     with pytest.raises(ValueError, match="'area' is not one of"):
         overlap_scores(masks, ious, "area")
+
+
+def two_intensity_image():
+    """[12, 12]: columns 0..8 at 100 (structure A, e.g. HU), 9..11 at 250 (B); A's mask is
+    columns 0..8 (108 px, right), B's columns 7..11 (60 px: 2 columns of A leaked in)."""
+    image = np.full((12, 12), 100.0)
+    image[:, 9:] = 250.0
+    masks = np.zeros((2, 12, 12), bool)
+    masks[0, :, :9], masks[1, :, 7:] = True, True
+    return image, masks
+
+
+def test_intensity_overlap_gives_each_contested_pixel_to_the_nearest_reference():
+    image, masks = two_intensity_image()
+    ious = np.array([0.5, 0.9])
+    by_size = merge_box_masks(masks, overlap_scores(masks, ious, "smaller"), np.array([1, 2]))
+    assert (by_size[:, 7:9] == 2).all()  # the smaller, leaking mask takes A's columns
+    # references: the medians over each box's own mask (B: 24 px at 100, 36 at 250)
+    assert reference_intensity(image, masks[0]) == 100.0
+    assert reference_intensity(image, masks[1]) == 250.0
+    scores = overlap_scores(masks, ious, "intensity", image)
+    smoothed = ndimage.gaussian_filter(image, INTENSITY_SIGMA)
+    for index, reference in enumerate((100.0, 250.0)):
+        np.testing.assert_allclose(scores[index][masks[index]],
+                                   -np.abs(smoothed - reference)[masks[index]])
+        assert np.isneginf(scores[index][~masks[index]]).all()
+    # column 8 is smoothed to 100 + 150 * (w1 + w2 + w3) / (1 + 2 (w1 + w2 + w3)), with
+    # w_k = exp(-k^2 / (2 * 0.7^2)) (scipy's kernel, radius 3): 132.3, nearer A's 100
+    w = np.exp(-np.arange(1, 4) ** 2 / (2 * INTENSITY_SIGMA ** 2)).sum()
+    assert smoothed[0, 8] == pytest.approx(100 + 150 * w / (1 + 2 * w)) == pytest.approx(132.26,
+                                                                                         abs=0.01)
+    merged = merge_box_masks(masks, scores, np.array([1, 2]))
+    np.testing.assert_array_equal(merged, np.where(image == 100.0, 1, 2))
+    # given references replace the medians; an RGB image scores as its channel mean
+    swapped = overlap_scores(masks, ious, "intensity", image, references=[250.0, 100.0])
+    assert (merge_box_masks(masks, swapped, np.array([1, 2]))[:, 7:9] == 2).all()
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(overlap_scores(masks, ious, "intensity", rgb), scores)
+
+
+def test_intensity_overlap_needs_the_image_and_a_reference_per_mask():
+    image, masks = two_intensity_image()
+    with pytest.raises(ValueError, match="needs the image"):
+        overlap_scores(masks, [0.5, 0.9], "intensity")
+    with pytest.raises(ValueError, match="reference intensity for every non-empty mask"):
+        overlap_scores(masks, [0.5, 0.9], "intensity", image, references=[100.0, np.nan])
+    empty = np.zeros_like(masks)
+    assert np.isneginf(overlap_scores(empty, [0.5, 0.9], "intensity", image)).all()
+    with pytest.raises(ValueError, match="the mask is empty"):
+        reference_intensity(image, empty[0])
+
+
+def test_merge_box_masks_takes_a_score_per_pixel_ties_to_the_lower_index():
+    masks = np.ones((2, 2, 3), bool)
+    masks[1, 0, 0] = False
+    scores = np.array([[[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]],
+                       [[-np.inf, 2.0, 4.0], [1.0, -1.0, 0.0]]])
+    merged = merge_box_masks(masks, scores, np.array([5, 6]))
+    np.testing.assert_array_equal(merged, [[5, 5, 6], [6, 5, 5]])
+    with pytest.raises(ValueError, match="finite"):
+        merge_box_masks(np.ones((2, 2, 3), bool), scores, np.array([5, 6]))
+    with pytest.raises(ValueError, match="the masks' shape"):
+        merge_box_masks(masks, scores[:, :1], np.array([5, 6]))
 
 
 def test_merge_box_masks_keeps_300_labels_and_3d():

@@ -41,16 +41,19 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["CaseScores", "PLANAR_NSD_MODES", "SPACING_ORDERS", "case_scores", "dsc_per_label",
-           "merge_box_masks", "nsd_per_label", "OVERLAP_POLICIES", "overlap_scores",
-           "spacing_in_array_order"]
+           "INTENSITY_SIGMA", "merge_box_masks", "nsd_per_label", "OVERLAP_POLICIES",
+           "overlap_scores", "reference_intensity", "spacing_in_array_order"]
 
 PLANAR_NSD_MODES = ("contour", "slab")
 # "xyz": SimpleITK's order, the reverse of the (D, H, W) arrays (the challenge's files); "zyx"
 SPACING_ORDERS = ("xyz", "zyx")
 _MAX_LABEL = np.iinfo(np.uint16).max
 # Where the masks of several boxes overlap: "iou", the higher predicted IoU wins; "smaller", the
-# mask with fewer pixels wins (a structure nested inside another keeps its pixels).
-OVERLAP_POLICIES = ("iou", "smaller")
+# mask with fewer pixels wins (a structure nested inside another keeps its pixels); "intensity",
+# each contested pixel goes to the box whose reference intensity is nearest the pixel's
+# (:func:`overlap_scores`).
+OVERLAP_POLICIES = ("iou", "smaller", "intensity")
+INTENSITY_SIGMA = 0.7  # px: in-plane gaussian smoothing of the image before "intensity" compares
 
 
 @dataclass
@@ -82,22 +85,72 @@ class CaseScores:
         return float(self.nsd.mean()) if len(self.labels) else float("nan")
 
 
-def overlap_scores(masks: np.ndarray, ious: np.ndarray, policy: str) -> np.ndarray:
-    """Each mask's priority where masks overlap (the higher wins; :data:`OVERLAP_POLICIES`).
+def _grey(image: np.ndarray) -> np.ndarray:
+    """[H, W] or [H, W, 3] (the channel mean) -> float64 [H, W]."""
+    image = np.asarray(image, np.float64)
+    return image.mean(axis=-1) if image.ndim == 3 and image.shape[-1] == 3 else image
+
+
+def reference_intensity(image: np.ndarray, mask: np.ndarray) -> float:
+    """A box's reference intensity for the "intensity" overlap policy: the median of the image
+    (its original values, e.g. HU; the channel mean of an RGB image) over the box's mask.
 
     Args:
-        masks: [B, *spatial] bool; ious: [B] predicted IoU; policy: "iou" or "smaller".
-    Returns:
-        float64 [B]: the IoU, or minus the mask's pixel count.
+        image: [H, W] or [H, W, 3]; mask: bool [H, W], not empty.
     Raises:
-        ValueError: an unknown policy.
+        ValueError: an empty mask (it has no intensity).
+    """
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise ValueError("reference_intensity: the mask is empty.")
+    return float(np.median(_grey(image)[mask]))
+
+
+def overlap_scores(masks: np.ndarray, ious: np.ndarray, policy: str,
+                   image: Optional[np.ndarray] = None,
+                   references: Optional[Sequence[float]] = None) -> np.ndarray:
+    """The priority of each mask where masks overlap (the higher wins; :data:`OVERLAP_POLICIES`).
+
+    "intensity" scores each pixel: minus the distance between the image, smoothed in-plane by a
+    gaussian of :data:`INTENSITY_SIGMA` px, and the box's reference intensity
+    (:func:`reference_intensity` of its own mask unless ``references`` are given: 3D
+    propagation takes each box's reference on its middle slice). A structure partly covered by
+    another (a later one overwrote it, or it wraps around it) has a box holding both, and the
+    masks of both boxes may claim the covered part: the pixel goes to the structure whose
+    intensity it has. It assumes that touching structures differ in intensity (true of the
+    phantom, where each structure has one HU value; on real images it is a prior to check).
+
+    Args:
+        masks: [B, H, W] bool (or [B, *spatial] for "iou" and "smaller").
+        ious: [B] predicted IoU.
+        policy: one of :data:`OVERLAP_POLICIES`.
+        image: [H, W] or [H, W, 3] original values ("intensity" only).
+        references: [B] reference intensities ("intensity"; default: from each mask).
+    Returns:
+        float64 [B] (the IoU, or minus the mask's pixel count), or [B, H, W] for "intensity".
+    Raises:
+        ValueError: an unknown policy, "intensity" without an image or with a reference
+            missing for a non-empty mask.
     """
     if policy not in OVERLAP_POLICIES:
         raise ValueError(f"Overlap policy {policy!r} is not one of {OVERLAP_POLICIES}.")
+    masks = np.asarray(masks, bool)
     if policy == "iou":
         return np.asarray(ious, np.float64).reshape(-1)
-    masks = np.asarray(masks, bool)
-    return -masks.sum(axis=tuple(range(1, masks.ndim))).astype(np.float64)
+    if policy == "smaller":
+        return -masks.sum(axis=tuple(range(1, masks.ndim))).astype(np.float64)
+    if image is None:
+        raise ValueError("The 'intensity' overlap policy needs the image.")
+    grey = _grey(image)
+    if references is None:
+        references = [reference_intensity(grey, mask) if mask.any() else np.nan
+                      for mask in masks]
+    references = np.asarray(references, np.float64).reshape(-1, 1, 1)
+    if np.isnan(references[masks.any(axis=(1, 2))]).any():
+        raise ValueError("The 'intensity' overlap policy needs a reference intensity for every "
+                         "non-empty mask.")
+    smoothed = ndimage.gaussian_filter(grey, INTENSITY_SIGMA)
+    return np.where(masks, -np.abs(smoothed[None] - references), -np.inf)
 
 
 def merge_box_masks(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -105,30 +158,45 @@ def merge_box_masks(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -
 
     Args:
         masks: [B, *spatial] bool, one mask per box (2D [B, H, W] or 3D [B, D, H, W]).
-        scores: [B] finite, each mask's predicted IoU (ties go to the lower box index).
+        scores: [B] finite, each mask's priority (its predicted IoU, or
+            :func:`overlap_scores`), or [B, *spatial], a priority per pixel (finite where the
+            mask is set); ties go to the lower box index.
         labels: [B] integer label of each box, 1..65535 (several boxes may share a label).
     Returns:
         [*spatial] uint16 label map, 0 where no mask is set.
     Raises:
-        ValueError: lengths differ, a label is outside 1..65535, or a score is not finite.
+        ValueError: lengths or shapes differ, a label is outside 1..65535, or a score is not
+            finite.
     """
-    masks = np.asarray(masks)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    masks = np.asarray(masks, bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    per_pixel = scores.ndim > 1
+    if not per_pixel:
+        scores = scores.reshape(-1)
     labels = np.asarray(labels).reshape(-1)
-    if masks.ndim < 3 or not len(masks) == len(scores) == len(labels):
+    if (masks.ndim < 3 or not len(masks) == len(scores) == len(labels)
+            or (per_pixel and scores.shape != masks.shape)):
         raise ValueError(f"merge_box_masks: masks {masks.shape} must be [B, *spatial] with one "
-                         f"score ({scores.shape}) and one label ({labels.shape}) per box.")
+                         f"score ({scores.shape}: [B] or the masks' shape) and one label "
+                         f"({labels.shape}) per box.")
     if len(labels) and (not np.issubdtype(labels.dtype, np.integer)
                         or labels.min() < 1 or labels.max() > _MAX_LABEL):
         raise ValueError(f"merge_box_masks: box labels must be integers in 1..{_MAX_LABEL} "
                          f"(0 is background), got {labels.tolist()[:10]}.")
-    if not np.isfinite(scores).all():
-        raise ValueError(f"merge_box_masks: scores must be finite, got {scores.tolist()[:10]}.")
+    used = scores[masks] if per_pixel else scores
+    if not np.isfinite(used).all():
+        raise ValueError(f"merge_box_masks: scores must be finite, got {used.tolist()[:10]}.")
     merged = np.zeros(masks.shape[1:], dtype=np.uint16)
+    if per_pixel:
+        best = np.full(masks.shape[1:], -np.inf)
+        for index in range(len(masks)):  # strictly higher: ties stay with the lower index
+            wins = masks[index] & (scores[index] > best)
+            merged[wins], best[wins] = labels[index], scores[index][wins]
+        return merged
     # paint the lowest score first, so the highest is painted last; among equal scores the
     # higher index is painted first, so the lower index wins
     for index in np.lexsort((-np.arange(len(scores)), scores)):
-        merged[masks[index].astype(bool)] = labels[index]
+        merged[masks[index]] = labels[index]
     return merged
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vertspine.data.prompt_seg import PromptSegCase, preprocess_image, scale_boxes
-from vertspine.evaluation.prompt_seg_metrics import merge_box_masks
+from vertspine.evaluation.prompt_seg_metrics import merge_box_masks, overlap_scores
 from vertspine.modeling.prompt_seg import (
     GENERAL_ROUTE,
     BoxPromptPredictor,
@@ -72,6 +72,16 @@ def test_2d_equals_the_segmentor_inference_merged_by_predicted_iou(model):
     assert [len(call[1]) for call in predictor.decoder.inputs] == [2, 1]
     np.testing.assert_allclose(recorded, boxes * S / 56, rtol=1e-6)
     assert recorded[0, 2] == pytest.approx(24 * 32 / 56) and recorded[0, 2] % 1 > 0.1
+
+
+@pytest.mark.parametrize("overlap", ["smaller", "intensity"])
+def test_2d_overlap_policies_merge_the_decoded_masks(model, overlap):
+    image, boxes = blocks_image(seed=2)
+    predictor = BoxPromptPredictor.from_model(model, "torch", overlap=overlap)
+    masks, ious = predictor.decode(predictor.encode([image]), boxes, (40, 56))
+    result = predictor.predict(PromptSegCase("a.npz", image, None, boxes, None))
+    expected = merge_box_masks(masks, overlap_scores(masks, ious, overlap, image), [1, 2, 3])
+    np.testing.assert_array_equal(result.segs, expected)
 
 
 def test_masks_do_not_depend_on_the_chunk_size(model):

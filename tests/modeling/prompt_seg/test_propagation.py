@@ -154,6 +154,24 @@ def test_smaller_overlap_policy_keeps_a_nested_structure_whatever_the_iou():
         propagate_boxes(volume, boxes, model.segmenter, overlap="largest")
 
 
+def test_intensity_overlap_policy_gives_a_leak_back_to_the_structure_of_its_value():
+    # structure A (value 1.0) in columns 4..19, B (3.0) in 20..27, rows 8..23, slices 0..4;
+    # B's box reaches 4 columns into A, and the model's mask is all foreground in its box, so
+    # B's mask (12 columns) is smaller than A's (16) and "smaller" hands it A's columns 16..19
+    volume = np.zeros((5, 32, 32), np.float32)
+    volume[:, 8:24, 4:20], volume[:, 8:24, 20:28] = 1.0, 3.0
+    labels = np.where(volume == 1.0, 1, np.where(volume == 3.0, 2, 0))
+    boxes = np.array([[4, 8, 0, 19, 23, 4], [16, 8, 0, 27, 23, 4]])
+    by_size, _, _ = propagate_boxes(volume, boxes, ThresholdSegmenter().segmenter,
+                                    overlap="smaller")
+    assert (by_size[:, 8:24, 16:20] == 2).all()
+    # B's reference is the median over its middle-slice mask: 64 px at 1.0, 128 at 3.0 -> 3.0
+    by_value, scores, _ = propagate_boxes(volume, boxes, ThresholdSegmenter().segmenter,
+                                          overlap="intensity")
+    np.testing.assert_array_equal(by_value, labels)
+    assert np.allclose(scores[labels > 0], 0.9)
+
+
 @pytest.mark.parametrize("policy, segmented_after_gap", [("stop", False), ("box", True)])
 def test_collapse_stops_or_falls_back_to_the_box(policy, segmented_after_gap):
     volume = drifting_disc(step=0, start=16)

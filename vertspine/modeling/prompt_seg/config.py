@@ -45,7 +45,9 @@ def add_prompt_seg_config(cfg: CN) -> CN:
     # box holds its own copy of the [256, E, E] embedding and a [32, 4E, 4E] upscaled map).
     node.BOX_CHUNK = 16
     # Where the masks of several boxes overlap (2D and 3D inference): "iou", the higher
-    # predicted IoU wins; "smaller", the mask with fewer pixels (a nested structure keeps its own).
+    # predicted IoU wins; "smaller", the mask with fewer pixels (a nested structure keeps its own);
+    # "intensity", pixel by pixel the box whose reference intensity (median over its mask; in 3D
+    # on its middle slice) is nearest the pixel's smoothed value (structures of distinct values).
     node.OVERLAP = "iou"
     # Boxes may come with a mask prompt (SAM's dense prompt through the prompt encoder's mask
     # downscaling, trained then): 3D propagation gives each slice the previous slice's mask

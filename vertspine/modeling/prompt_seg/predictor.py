@@ -6,7 +6,7 @@ encoded once; all its boxes (inclusive pixel indices, clipped onto the image by 
 scaled to the S x S frame in float (:func:`~vertspine.data.prompt_seg.scale_boxes`) and decoded
 ``box_chunk`` at a time; each box's logits are cropped to the resized area, resized to the
 original (H, W) (:func:`.decoding.postprocess_logits`) and thresholded at 0; overlapping masks go
-to the higher predicted IoU or the smaller mask (``overlap``;
+to the higher predicted IoU, the smaller mask or the nearer intensity (``overlap``;
 :func:`vertspine.evaluation.prompt_seg_metrics.merge_box_masks`);
 box ``i`` gets label ``i + 1``.
 
@@ -99,7 +99,8 @@ class BoxPromptPredictor:
             image_size: S in px.
             box_chunk: boxes per decoder call.
             batch_slices: 3D slices per encoder call.
-            overlap: where masks overlap, "iou" (higher predicted IoU) or "smaller" wins.
+            overlap: where masks overlap, "iou" (higher predicted IoU), "smaller" or
+                "intensity" (the nearest reference intensity, pixel by pixel) wins.
             expand, min_iou, on_collapse, within_prompt, mask_prompt: 3D propagation
                 (:func:`.propagation.propagate_boxes`).
             decoder_masks: the decoder takes mask prompts (``mask_prompt`` needs it).
@@ -230,7 +231,7 @@ class BoxPromptPredictor:
             height, width = case.spatial_shape
             embedding = self.encode([case.imgs], ct_window)
             masks, ious = self.decode(embedding, case.boxes, (height, width))
-            segs = merge_box_masks(masks, overlap_scores(masks, ious, self.overlap),
+            segs = merge_box_masks(masks, overlap_scores(masks, ious, self.overlap, case.imgs),
                                    np.arange(1, len(masks) + 1))
             return CasePrediction(segs, encoder_calls=1)
         calls = []

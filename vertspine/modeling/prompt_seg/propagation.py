@@ -24,16 +24,20 @@ slices are not held to it: a tube that runs across slices leaves it.
 Every slice inside any box's z-range is encoded exactly once (in batches), before any box is
 decoded, and reused by every box. Where the masks of several boxes overlap on a slice, the
 voxel takes the label of the box whose mask there has the higher predicted IoU
-(``overlap="iou"``; the originals let the last box win) or the fewer pixels (``"smaller"``: a
-structure nested in another keeps its pixels). Labels are ``box index + 1`` in ``uint16``, so
-256 and more boxes survive.
+(``overlap="iou"``; the originals let the last box win), the fewer pixels (``"smaller"``: a
+structure nested in another keeps its pixels) or, pixel by pixel, the box whose reference
+intensity (the median of the volume over its mask on its middle slice, or its first non-empty
+slice) is nearest the voxel's in-plane smoothed value (``"intensity"``; see
+:func:`~vertspine.evaluation.prompt_seg_metrics.overlap_scores`). Labels are ``box index + 1``
+in ``uint16``, so 256 and more boxes survive.
 """
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vertspine.evaluation.prompt_seg_metrics import OVERLAP_POLICIES, overlap_scores
+from vertspine.evaluation.prompt_seg_metrics import (OVERLAP_POLICIES, overlap_scores,
+                                                     reference_intensity)
 
 __all__ = ["COLLAPSE_POLICIES", "EXPAND_FRAME", "PropagationReport", "SliceSegmenter", "mask_box",
            "propagate_boxes"]
@@ -114,7 +118,7 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         on_collapse: "stop" or "box" (see the module docstring).
         batch_slices: slices per encoder call.
         within_prompt: confine each mask to its prompt box (module docstring).
-        overlap: "iou" or "smaller" (module docstring).
+        overlap: "iou", "smaller" or "intensity" (module docstring).
         mask_prompt: prompt each propagated slice with the previous slice's mask too.
     Returns:
         (segs uint16 [D, H, W]: 0 background, box i -> i + 1; scores float32 [D, H, W]: the
@@ -146,6 +150,7 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
     margin = expand * max(height, width) / EXPAND_FRAME
     limit = np.array([width - 1, height - 1, width - 1, height - 1], np.float32)
     rows, cols = np.arange(height)[:, None], np.arange(width)[None, :]
+    references: Dict[int, float] = {}  # "intensity": each box's, from its first non-empty mask
 
     def segment(z: int, prompt: np.ndarray, label: int,
                 previous: Optional[np.ndarray] = None) -> Tuple[np.ndarray, float]:
@@ -155,9 +160,12 @@ def propagate_boxes(volume: np.ndarray, boxes: np.ndarray, segmenter: SliceSegme
         if within_prompt:
             mask = mask & ((cols >= np.floor(prompt[0])) & (cols <= np.ceil(prompt[2]))
                            & (rows >= np.floor(prompt[1])) & (rows <= np.ceil(prompt[3])))
-        rank = overlap_scores(mask[None], [iou], overlap)[0]
+        if overlap == "intensity" and label not in references and mask.any():
+            references[label] = reference_intensity(volume[z], mask)
+        rank = np.broadcast_to(overlap_scores(mask[None], [iou], overlap, volume[z],
+                                              [references.get(label, np.nan)])[0], mask.shape)
         wins = mask & (rank > priority[z])
-        segs[z][wins], scores[z][wins], priority[z][wins] = label, iou, rank
+        segs[z][wins], scores[z][wins], priority[z][wins] = label, iou, rank[wins]
         return mask, iou
 
     for index, box in enumerate(boxes):
