@@ -67,6 +67,12 @@ def test_two_folders_scored_with_every_case_reported(folders):
     assert len(rows) == 6 and rows["3DBox_MR_4.npz"]["DSC"] == ""
     assert float(rows["2DBox_X-Ray_1.npz"]["NSD"]) == pytest.approx(nsd_shift3, abs=1e-3)
     assert rows["2DBox_US_2.npz"]["note"] == "missing prediction: scored as empty"
+    # voxel errors: the 3-px shift misses and adds 3 columns of 10; the missing prediction
+    # misses its 100 px; the volume shifted by one column misses and adds 4 x 10 voxels
+    assert [rows["2DBox_X-Ray_1.npz"][k] for k in ("missed", "spurious", "swapped")] == [
+        "30", "30", "0"]
+    assert rows["3DBox_MR_4.npz"]["missed"] == ""  # not scored
+    assert summary["voxel_errors"] == {"missed": 170, "spurious": 70, "swapped": 0}
     with open(out / "prompt_seg_summary.json") as f:
         assert json.load(f)["results"]["DSC-CT"] == pytest.approx(90.0)
     with open(out / "prompt_seg_per_label.csv") as f:

@@ -16,7 +16,8 @@ prediction scores 0 on every label and is reported; predictions without a ground
 reported and left out; files that cannot be scored (no ``gts``/``segs``, shapes that differ, a
 volume without spacing) are reported, left out, and make the exit status 1. Written to
 ``--output`` (atomically): ``prompt_seg_per_case.csv``, ``prompt_seg_per_label.csv``,
-``prompt_seg_summary.json``; the per-modality table is printed.
+``prompt_seg_summary.json``; the per-modality table is printed, and the voxels missed,
+spurious and swapped (another structure's label) summed over the cases (per case in the CSV).
 """
 import argparse
 import logging
@@ -33,7 +34,8 @@ from vertspine.data.prompt_seg.modality import modality_from_name
 from vertspine.evaluation.prompt_seg_metrics import (PLANAR_NSD_MODES, SPACING_ORDERS,
                                                      case_scores, spacing_in_array_order)
 from vertspine.evaluation.prompt_seg_report import (case_row, modality_table, summarize,
-                                                    write_case_csv, write_label_csv)
+                                                    voxel_error_totals, write_case_csv,
+                                                    write_label_csv)
 from vertspine.utils.file_io import write_json
 
 logger = logging.getLogger("vertspine.evaluate_prompt_seg")
@@ -130,9 +132,11 @@ def main(argv=None) -> Dict:
     for case, note in errors.items():
         logger.error("%s not scored: %s", case, note)
     print(modality_table(rows))
-    summary = {"results": summarize(rows), "cases": len(rows), "missing": missing,
-               "extra": extra, "errors": errors, "unknown_modality": unknown,
-               "settings": settings}
+    voxel_errors = voxel_error_totals(rows)
+    print("voxels missed {missed}, spurious {spurious}, swapped {swapped}".format(**voxel_errors))
+    summary = {"results": summarize(rows), "voxel_errors": voxel_errors, "cases": len(rows),
+               "missing": missing, "extra": extra, "errors": errors,
+               "unknown_modality": unknown, "settings": settings}
     if args.output:
         write_case_csv(os.path.join(args.output, "prompt_seg_per_case.csv"), rows)
         write_label_csv(os.path.join(args.output, "prompt_seg_per_label.csv"), rows)

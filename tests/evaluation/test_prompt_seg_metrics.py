@@ -107,6 +107,19 @@ def test_absent_labels_are_skipped_and_counted_never_nan():
     assert len(empty.labels) == 0 and np.isnan(empty.mean_dsc) and empty.skipped_labels == 0
 
 
+def test_voxel_errors_count_missed_spurious_and_swapped():
+    gt = np.zeros((2, 6, 6), np.uint16)
+    gt[:, 0:3, 0:3], gt[:, 3:6, 3:6] = 1, 2  # 18 + 18 voxels
+    pred = gt.copy()
+    pred[0, 0, 0] = 0  # missed
+    pred[1, 5, 0:2] = 2  # spurious (background labelled)
+    pred[:, 2, 0:3] = 2  # swapped: 2 slices x 3 voxels of label 1 labelled 2
+    scores = case_scores(gt, pred)
+    assert (scores.missed, scores.spurious, scores.swapped) == (1, 2, 6)
+    clean = case_scores(gt, gt)
+    assert (clean.missed, clean.spurious, clean.swapped) == (0, 0, 0)
+
+
 def test_dsc_gate_sets_nsd_to_zero_only_when_asked():
     gt = np.zeros((20, 20), np.uint8)
     gt[5:15, 5:15] = 1

@@ -32,6 +32,8 @@ Definitions, for one case (a 2D image, a 3D volume or one slice of it) with inte
   DSC is not above 0.2 (a time saving). Off, the NSD is always the true value; ``gate_dsc=0.2``
   reproduces the challenge's numbers.
 - Per case: the mean over its scored labels; per dataset: the mean over cases (the challenge's).
+- **Voxel errors** per case (not a challenge metric; where the errors are): missed (labelled ->
+  background), spurious (background -> labelled) and swapped (labelled with another label).
 """
 import warnings
 from dataclasses import dataclass
@@ -66,6 +68,10 @@ class CaseScores:
         nsd: [L] NSD per label in [0, 1] (0 for every label when ``gated``).
         skipped_labels: values in 1..max(gt) absent from both maps (not scored).
         gated: the case's mean DSC was not above ``gate_dsc``, so its NSD was set to 0.
+        missed: voxels (pixels) labelled in the ground truth and background in the prediction.
+        spurious: voxels of background in the ground truth and labelled in the prediction.
+        swapped: voxels labelled in both, with different labels (a box's mask took a
+            neighbour's voxels, or the overlap rule gave them to the wrong box).
     """
 
     labels: np.ndarray
@@ -73,6 +79,9 @@ class CaseScores:
     nsd: np.ndarray
     skipped_labels: int = 0
     gated: bool = False
+    missed: int = 0
+    spurious: int = 0
+    swapped: int = 0
 
     @property
     def mean_dsc(self) -> float:
@@ -313,7 +322,11 @@ def case_scores(gt: np.ndarray, pred: np.ndarray, *, spacing: Optional[Sequence[
         nsd = nsd_per_label(gt[..., None], pred[..., None], labels, spacing + (1.0,), tolerance)
     else:
         nsd = nsd_per_label(gt, pred, labels, spacing, tolerance)
-    return CaseScores(labels=labels, dsc=dsc, nsd=nsd, skipped_labels=skipped, gated=gated)
+    truth, predicted = gt > 0, pred > 0
+    return CaseScores(labels=labels, dsc=dsc, nsd=nsd, skipped_labels=skipped, gated=gated,
+                      missed=int(np.count_nonzero(truth & ~predicted)),
+                      spurious=int(np.count_nonzero(~truth & predicted)),
+                      swapped=int(np.count_nonzero(truth & predicted & (gt != pred))))
 
 
 def _label_map(array: np.ndarray, name: str) -> np.ndarray:

@@ -22,7 +22,8 @@ from vertspine.utils.file_io import atomic_write
 
 from .classification_metrics import bootstrap_intervals
 
-__all__ = ["case_row", "modality_table", "summarize", "write_case_csv", "write_label_csv"]
+__all__ = ["case_row", "modality_table", "summarize", "voxel_error_totals", "write_case_csv",
+           "write_label_csv"]
 
 
 def case_row(case: str, modality: str, scores, *, slice_index: Optional[int] = None,
@@ -99,22 +100,29 @@ def modality_table(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+def voxel_error_totals(rows: List[Dict]) -> Dict[str, int]:
+    """The voxels missed, spurious and swapped, summed over the rows that have scores."""
+    scores = [row["scores"] for row in rows if row["scores"] is not None]
+    return {key: int(sum(getattr(s, key) for s in scores))
+            for key in ("missed", "spurious", "swapped")}
+
+
 def write_case_csv(path: str, rows: List[Dict]) -> None:
     """One line per row, sorted by case and slice (atomically): case, slice_index, modality,
-    DSC, NSD (percent, empty when not scored), labels scored, labels skipped, gated, note."""
+    DSC, NSD (percent, empty when not scored), labels scored, labels skipped, gated, the voxels
+    missed, spurious and swapped (:class:`~.prompt_seg_metrics.CaseScores`), note."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["case", "slice_index", "modality", "DSC", "NSD", "labels", "skipped_labels",
-                     "gated", "note"])
+                     "gated", "missed", "spurious", "swapped", "note"])
     for row in _sorted(rows):
         s = row["scores"]
         scored = s is not None and len(s.labels)
+        counts = ([len(s.labels), s.skipped_labels, int(s.gated), s.missed, s.spurious, s.swapped]
+                  if s is not None else [""] * 6)
         writer.writerow([row["case"], _blank(row["slice_index"]), row["modality"],
                          f"{100 * s.mean_dsc:.4f}" if scored else "",
-                         f"{100 * s.mean_nsd:.4f}" if scored else "",
-                         len(s.labels) if s is not None else "",
-                         s.skipped_labels if s is not None else "",
-                         int(s.gated) if s is not None else "", row["note"]])
+                         f"{100 * s.mean_nsd:.4f}" if scored else "", *counts, row["note"]])
     with atomic_write(path, "w", encoding="utf-8", newline="") as f:
         f.write(buffer.getvalue())
 
